@@ -1,0 +1,1 @@
+"""What runs inside a worker process: media, faces, detectors, aggregation. No Celery, no SQL."""

@@ -1,0 +1,33 @@
+"""Detector registry: registry key -> detector class. Modules are imported lazily by name."""
+
+from __future__ import annotations
+
+import importlib
+
+from pydantic import BaseModel
+
+from worker.detectors.base import Detector, DetectorLineage
+from worker.models import ModelStore
+
+# registry key -> module under worker.detectors that defines it (import-light: no torch at import time)
+DETECTOR_MODULES: dict[str, str] = {
+    "meso4": "worker.detectors.meso4",
+}
+
+
+def detector_class(name: str) -> type[Detector]:
+    try:
+        module_name = DETECTOR_MODULES[name]
+    except KeyError:
+        known = ", ".join(sorted(DETECTOR_MODULES))
+        raise KeyError(f"unknown detector {name!r}; known detectors: {known}") from None
+    module = importlib.import_module(module_name)
+    cls: type[Detector] = module.DETECTOR
+    return cls
+
+
+def create_detector(name: str, config: BaseModel, store: ModelStore, device: str = "cpu") -> Detector:
+    return detector_class(name)(config, store, device)
+
+
+__all__ = ["DETECTOR_MODULES", "Detector", "DetectorLineage", "create_detector", "detector_class"]

@@ -1,0 +1,226 @@
+"""Model store: the manifest of known weight files, a local cache, sha256 checks and fetching.
+
+A file already in the cache (`DFW_MODEL_DIR`) with the right sha256 is used as is, offline. A missing
+file is fetched from its sources in order (https://, s3://bucket/key, hf://org/repo@revision/file, or a
+local path) into a temporary file, hash-checked, then moved into place. Weights are never committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    sha256: str
+    size: int
+    license: str
+    sources: tuple[str, ...]
+    description: str = ""
+
+
+MANIFEST: dict[str, ModelFile] = {
+    entry.name: entry
+    for entry in (
+        ModelFile(
+            name="face_detection_yunet_2023mar.onnx",
+            sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+            size=232589,
+            license="MIT",
+            sources=(
+                "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/"
+                "face_detection_yunet_2023mar.onnx",
+            ),
+            description="YuNet face detector (boxes + 5 landmarks) for cv2.FaceDetectorYN",
+        ),
+        ModelFile(
+            name="Meso4_DF.h5",
+            sha256="036ed30d04ffd9c7506f825b97c86aa64915f5818931da96817b169aad790af5",
+            size=156128,
+            license="Apache-2.0",
+            sources=("https://github.com/DariusAf/MesoNet/raw/master/weights/Meso4_DF.h5",),
+            description="MesoNet Meso4 trained on face swaps (Keras weights; output P(real))",
+        ),
+        ModelFile(
+            name="Meso4_F2F.h5",
+            sha256="bcfda015d217b9f8d6557693edbdf9f4e79cfd22672541968dd0e2954462b5d7",
+            size=156128,
+            license="Apache-2.0",
+            sources=("https://github.com/DariusAf/MesoNet/raw/master/weights/Meso4_F2F.h5",),
+            description="MesoNet Meso4 trained on Face2Face (Keras weights; output P(real))",
+        ),
+        ModelFile(
+            name="scrfd_500m_bnkps.onnx",
+            sha256="6c6ba7956684796d7d582bfa1ab95dfe01dd280159f6bff1e23c1bc32bcc8431",
+            size=2529618,
+            license="InsightFace models: non-commercial research only",
+            sources=(
+                "https://github.com/ShiqiYu/libfacedetection.train/raw/"
+                "204b0c9/onnx/scrfd_500m_bnkps.onnx",
+            ),
+            description="SCRFD-500M face detector with keypoints (insightface format)",
+        ),
+        ModelFile(
+            name="univfd_fc_weights.pth",
+            sha256="477100745713bcc957beb2b40859536859b6483fd6301b3b9293151b194c7847",
+            size=4083,
+            license="MIT",
+            sources=(
+                "https://github.com/WisconsinAIVision/UniversalFakeDetect/raw/main/"
+                "pretrained_weights/fc_weights.pth",
+            ),
+            description="UnivFD linear head on CLIP ViT-L/14 image features",
+        ),
+        ModelFile(
+            name="repdfd_ffpp_deepfakes.pth",
+            sha256="53e57d9f5e7c75113d0a1040822de5002c4605e59f35b2959601483d1b19f17d",
+            size=3381900,
+            license="MIT",
+            sources=("https://github.com/KQL11/RepDFD/raw/main/checkpoints/Deepfakes_best.pth",),
+            description="RepDFD reprogramming parameters (CLIP ViT-L/14), FF++ Deepfakes",
+        ),
+    )
+}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    entry: ModelFile
+    path: Path
+    present: bool
+    verified: bool
+    detail: str
+
+
+class ModelStore:
+    """Finds weight files in a cache directory, verifies them, and fetches what is missing."""
+
+    def __init__(self, cache_dir: Path, allow_fetch: bool = True, manifest: dict[str, ModelFile] | None = None):
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.allow_fetch = allow_fetch
+        self.manifest = MANIFEST if manifest is None else manifest
+        self._verified: dict[str, Path] = {}
+
+    def entry(self, name: str) -> ModelFile:
+        try:
+            return self.manifest[name]
+        except KeyError:
+            raise ModelUnavailable(name, "not in the model manifest") from None
+
+    def status(self, name: str) -> CacheStatus:
+        entry = self.entry(name)
+        path = self.cache_dir / name
+        if not path.is_file():
+            return CacheStatus(entry, path, False, False, "not in cache")
+        actual = sha256_file(path)
+        if actual != entry.sha256:
+            return CacheStatus(entry, path, True, False, f"sha256 mismatch: {actual[:12]}…")
+        return CacheStatus(entry, path, True, True, "ok")
+
+    def statuses(self) -> Iterator[CacheStatus]:
+        for name in sorted(self.manifest):
+            yield self.status(name)
+
+    def path(self, name: str) -> Path:
+        """The verified local path of a weight file, fetching it first if allowed. Raises ModelUnavailable."""
+        if name in self._verified:
+            return self._verified[name]
+        status = self.status(name)
+        if status.verified:
+            self._verified[name] = status.path
+            return status.path
+        if not self.allow_fetch:
+            raise ModelUnavailable(name, f"{status.detail} at {status.path} and fetching is disabled")
+        return self.fetch(name)
+
+    def fetch(self, name: str) -> Path:
+        entry = self.entry(name)
+        target = self.cache_dir / name
+        errors: list[str] = []
+        for source in entry.sources:
+            try:
+                self._download(source, target, entry)
+            except Exception as exc:  # every source gets its chance; the reasons are reported together
+                errors.append(f"{source}: {exc}")
+                logger.warning("model %s: source %s failed: %s", name, source, exc)
+                continue
+            self._verified[name] = target
+            logger.info("model %s fetched from %s", name, source)
+            return target
+        reason = "; ".join(errors) if errors else "no sources"
+        raise ModelUnavailable(name, f"not in cache at {target} and every source failed ({reason})")
+
+    def _download(self, source: str, target: Path, entry: ModelFile) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{entry.name}.", dir=self.cache_dir)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                copy_source(source, out)
+            actual = sha256_file(temp)
+            if actual != entry.sha256:
+                raise ValueError(f"sha256 {actual} does not match the manifest")
+            temp.replace(target)
+        finally:
+            temp.unlink(missing_ok=True)
+
+
+def copy_source(source: str, out: object) -> None:
+    """Stream one source URL into an open binary file."""
+    from typing import BinaryIO, cast
+
+    sink = cast(BinaryIO, out)
+    if source.startswith(("https://", "http://")):
+        with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 - manifest URLs only
+            shutil.copyfileobj(response, sink, CHUNK)
+    elif source.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = source[len("s3://") :].partition("/")
+        boto3.client("s3").download_fileobj(bucket, key, sink)
+    elif source.startswith("hf://"):
+        copy_hf_source(source, sink)
+    else:
+        path = Path(source.removeprefix("file://")).expanduser()
+        with path.open("rb") as handle:
+            shutil.copyfileobj(handle, sink, CHUNK)
+
+
+def copy_hf_source(source: str, sink: object) -> None:
+    """hf://org/repo@revision/path/in/repo, through huggingface_hub (honours HF_HUB_OFFLINE and its cache)."""
+    from typing import BinaryIO, cast
+
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:
+        raise RuntimeError("hf:// sources need the huggingface_hub package") from exc
+    spec = source[len("hf://") :]
+    org, _, rest = spec.partition("/")
+    repo_rev, _, filename = rest.partition("/")
+    repo, _, revision = repo_rev.partition("@")
+    local = hf_hub_download(f"{org}/{repo}", filename, revision=revision or None)
+    with open(local, "rb") as handle:
+        shutil.copyfileobj(handle, cast(BinaryIO, sink), CHUNK)
