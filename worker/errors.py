@@ -6,6 +6,7 @@ from enum import StrEnum
 
 
 class ErrorCode(StrEnum):
+    NOT_FOUND = "not_found"  # a local path that does not exist
     EMPTY = "empty"  # zero bytes
     NOT_MEDIA = "not_media"  # neither a decodable image nor a video container
     UNSUPPORTED = "unsupported"  # media, but a format or codec this service does not analyse

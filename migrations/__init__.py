@@ -1,0 +1,1 @@
+"""Alembic migrations. Every schema change is a revision in versions/."""

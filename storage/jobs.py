@@ -1,0 +1,164 @@
+"""Job rows: create-or-find, claim with a lease, finish, fail. Every call is idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from storage.schema import Job
+
+
+@dataclass(frozen=True)
+class JobRef:
+    id: int
+    status: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    claimed: bool
+    status: str  # the row's status after the call
+    attempts: int
+
+
+def find_or_create_job(
+    session: Session,
+    *,
+    media_id: int,
+    bucket: str,
+    key: str,
+    pipeline_version: str,
+    priority: int = 0,
+    caller_metadata: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None,
+) -> JobRef:
+    """The job for this content and pipeline version; created (status `queued`) only if there is none."""
+    stmt = (
+        insert(Job)
+        .values(
+            media_id=media_id,
+            bucket=bucket,
+            key=key,
+            pipeline_version=pipeline_version,
+            priority=priority,
+            caller_metadata=caller_metadata or {},
+            lineage=lineage or {},
+        )
+        .on_conflict_do_nothing(index_elements=[Job.media_id, Job.pipeline_version])
+        .returning(Job.id)
+    )
+    new_id = session.execute(stmt).scalar_one_or_none()
+    if new_id is not None:
+        return JobRef(new_id, "queued", True)
+    row = session.execute(
+        select(Job.id, Job.status).where(Job.media_id == media_id, Job.pipeline_version == pipeline_version)
+    ).one()
+    return JobRef(row.id, row.status, False)
+
+
+def claim_job(session: Session, job_id: int, worker: str, lease_s: float, max_attempts: int) -> Claim:
+    """Take the job if it is queued, or running under an expired lease, and attempts remain."""
+    lease = func.now() + timedelta(seconds=lease_s)
+    stmt = (
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.attempts < max_attempts,
+            (Job.status == "queued") | ((Job.status == "running") & (Job.lease_expires_at < func.now())),
+        )
+        .values(
+            status="running",
+            attempts=Job.attempts + 1,
+            worker=worker,
+            lease_expires_at=lease,
+            started_at=func.now(),
+            error_code=None,
+            error_message=None,
+        )
+        .returning(Job.attempts)
+    )
+    attempts = session.execute(stmt).scalar_one_or_none()
+    if attempts is not None:
+        return Claim(True, "running", attempts)
+    row = session.execute(select(Job.status, Job.attempts).where(Job.id == job_id)).one()
+    return Claim(False, row.status, row.attempts)
+
+
+def finish_job(session: Session, job_id: int, timings: dict[str, float], sampling_method: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            status="done",
+            timings=timings,
+            sampling_method=sampling_method,
+            finished_at=func.now(),
+            lease_expires_at=None,
+            error_code=None,
+            error_message=None,
+        )
+    )
+
+
+def fail_job(session: Session, job_id: int, code: str, message: str) -> None:
+    """A permanent failure: the job will not be retried unless an operator requeues it."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(status="failed", error_code=code, error_message=message[:2000], finished_at=func.now(),
+                lease_expires_at=None)
+    )
+
+
+def release_job(session: Session, job_id: int, code: str, message: str) -> None:
+    """A transient failure: back to `queued` (the task is retried), the reason kept for operators."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .values(status="queued", error_code=code, error_message=message[:2000], lease_expires_at=None)
+    )
+
+
+def record_object_failure(
+    session: Session,
+    *,
+    bucket: str,
+    key: str,
+    pipeline_version: str,
+    code: str,
+    message: str,
+    caller_metadata: dict[str, Any] | None = None,
+) -> int:
+    """A request that failed before its content was known (missing object, too large...): one row per object."""
+    values = {
+        "media_id": None,
+        "bucket": bucket,
+        "key": key,
+        "pipeline_version": pipeline_version,
+        "status": "failed",
+        "attempts": 1,
+        "error_code": code,
+        "error_message": message[:2000],
+        "caller_metadata": caller_metadata or {},
+        "finished_at": func.now(),
+    }
+    stmt = insert(Job).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Job.bucket, Job.key, Job.pipeline_version],
+        index_where=Job.media_id.is_(None),
+        set_={
+            "status": "failed",
+            "attempts": Job.attempts + 1,
+            "error_code": code,
+            "error_message": message[:2000],
+            "finished_at": func.now(),
+        },
+    ).returning(Job.id)
+    job_id: int = session.execute(stmt).scalar_one()
+    return job_id

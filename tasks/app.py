@@ -1,0 +1,56 @@
+"""The Celery app: broker, queues, routing, reliability settings, and model loading at process start."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from tasks.settings import get_service_settings
+
+logger = logging.getLogger(__name__)
+
+QUEUES = ("detect", "explain", "maintenance")
+
+
+def create_app() -> Celery:
+    settings = get_service_settings()
+    app = Celery("dfw", broker=settings.broker_url, include=["tasks.detect"])
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue=settings.detect_queue,
+        task_routes={"dfw.detect_media": {"queue": settings.detect_queue}},
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=False,
+        task_soft_time_limit=settings.soft_time_limit_s,
+        task_time_limit=settings.time_limit_s,
+        worker_prefetch_multiplier=1,
+        worker_max_tasks_per_child=None,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "priority_steps": list(range(10)),
+            "queue_order_strategy": "priority",
+        },
+        task_default_priority=5,
+    )
+    return app
+
+
+app = create_app()
+
+
+@worker_process_init.connect
+def load_models_at_start(**_: Any) -> None:
+    """Load the pipeline once per worker process, before the first task (failures are logged, not raised)."""
+    from tasks.detect import warm_pipeline
+
+    warm_pipeline()

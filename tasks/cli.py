@@ -1,0 +1,235 @@
+"""`dfw`: scan local media, enqueue objects, run workers, read results, manage models and the database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="deepfake-worker: find deepfakes in images and videos.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+models_app = typer.Typer(help="The model store: list, verify and fetch weight files.", no_args_is_help=True)
+db_app = typer.Typer(help="The results database.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.callback()
+def configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log at INFO level")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="media files or folders (searched recursively)")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per file per line")] = False,
+    detectors: Annotated[str | None, typer.Option(help="comma-separated detector names")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, max=1024, help="frames sampled per video")] = None,
+    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="fake threshold")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+) -> None:
+    """Analyse local images and videos; no database, broker or object store needed."""
+    from tasks.scan import ScanOptions, run_scan
+
+    options = ScanOptions(detectors=detectors, frames=frames, threshold=threshold, device=device)
+    raise typer.Exit(run_scan(paths, options, as_json, out, err))
+
+
+@app.command()
+def enqueue(
+    urls: Annotated[list[str], typer.Argument(help="s3://bucket/key of uploaded objects")],
+    priority: Annotated[int, typer.Option(min=0, max=9, help="0 runs first, 9 last")] = 5,
+    meta: Annotated[list[str] | None, typer.Option(help="caller metadata KEY=VALUE (repeatable)")] = None,
+) -> None:
+    """Send dfw.detect_media tasks to the broker."""
+    metadata = parse_metadata(meta or [])
+    targets = [parse_s3_url(url) for url in urls]
+    from tasks.producer import send_detect
+
+    for bucket, key in targets:
+        try:
+            task_id = send_detect(bucket, key, priority=priority, metadata=metadata)
+        except Exception as exc:  # the broker is down or refuses: say so, do not pretend
+            raise fail(f"could not enqueue s3://{bucket}/{key}: {exc}", 1) from exc
+        out.print(f"{task_id}\ts3://{bucket}/{key}", highlight=False)
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    match = re.fullmatch(r"s3://([^/]+)/(.+)", url)
+    if not match:
+        raise fail(f"{url!r} is not of the form s3://bucket/key")
+    return match.group(1), match.group(2)
+
+
+def parse_metadata(items: list[str]) -> dict[str, str]:
+    metadata = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise fail(f"--meta {item!r} is not KEY=VALUE")
+        metadata[name] = value
+    return metadata
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="comma-separated queues to consume")] = "detect",
+    concurrency: Annotated[int, typer.Option(min=1, help="worker processes (one per GPU for detect)")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
+    hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+) -> None:
+    """Run a Celery worker (prefork pool, prefetch 1, models loaded once per process)."""
+    from tasks.app import app as celery_app
+
+    argv = ["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={queues}",
+            f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    celery_app.worker_main(argv)
+
+
+def parse_since(text: str) -> datetime:
+    match = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
+    if match:
+        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        return datetime.now(UTC) - timedelta(seconds=int(match.group(1)) * seconds)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise fail(f"--since {text!r}: use a duration like 30m, 24h, 7d or an ISO time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def database_session() -> Any:
+    from storage.db import session_factory
+    from storage.settings import get_storage_settings
+
+    return session_factory(get_storage_settings().database_url)()
+
+
+@app.command()
+def results(
+    ref: Annotated[str, typer.Argument(help="job id or media sha256")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    faces: Annotated[bool, typer.Option(help="include per-track and per-face rows")] = False,
+) -> None:
+    """Show the jobs, verdicts and scores for a job id or a media sha256."""
+    from storage.queries import find_jobs, job_details
+
+    try:
+        with database_session() as session:
+            jobs = find_jobs(session, ref)
+            if faces:
+                for job in jobs:
+                    job.update(job_details(session, job["job_id"]))
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    if not jobs:
+        raise fail(f"no job found for {ref}", 1)
+    if as_json:
+        out.print_json(json.dumps(jobs, default=str))
+        return
+    out.print(jobs_table(jobs, f"results for {ref}"))
+
+
+@app.command()
+def flagged(
+    since: Annotated[str, typer.Option(help="how far back: 30m, 24h, 7d or an ISO time")] = "24h",
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Media judged fake or uncertain recently, most suspicious first."""
+    from storage.queries import flagged as query_flagged
+
+    with database_session() as session:
+        jobs = query_flagged(session, parse_since(since), limit=limit)
+    if as_json:
+        out.print_json(json.dumps(jobs, default=str))
+        return
+    out.print(jobs_table(jobs, f"flagged since {since} ({len(jobs)})"))
+
+
+def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("job", "status", "object", "type", "label", "score", "faces", "frames", "finished", "error"):
+        table.add_column(column)
+    for job in jobs:
+        verdict = job["verdict"] or {}
+        coverage = verdict.get("coverage", {})
+        score = verdict.get("score")
+        table.add_row(
+            str(job["job_id"]), job["status"], f"s3://{job['bucket']}/{job['key']}",
+            (job["media"] or {}).get("type", ""), verdict.get("label", ""),
+            "" if score is None else f"{score:.3f}", str(coverage.get("faces", "")),
+            str(coverage.get("frames", "")), (job["finished_at"] or "")[:19],
+            (job["error"] or {}).get("code", "") or "",
+        )
+    return table
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Known weight files, whether the cache has them, and which detectors use them."""
+    from tasks.modelcli import list_models
+
+    list_models(out, as_json)
+
+
+@models_app.command("verify")
+def models_verify() -> None:
+    """Check the sha256 of every cached file; exit 1 if one is wrong."""
+    from tasks.modelcli import verify_models
+
+    raise typer.Exit(verify_models(out))
+
+
+@models_app.command("fetch")
+def models_fetch(names: Annotated[list[str] | None, typer.Argument(help="files to fetch (default: all)")] = None) -> None:
+    """Download missing weight files from their sources into the cache."""
+    from tasks.modelcli import fetch_models
+
+    raise typer.Exit(fetch_models(out, err, names or []))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply Alembic migrations (creates the schema on an empty database)."""
+    from storage.migrate import current_revision, upgrade_database
+    from storage.settings import get_storage_settings
+
+    url = get_storage_settings().database_url
+    upgrade_database(url, revision)
+    out.print(f"database at revision {current_revision(url)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from storage.migrate import current_revision
+    from storage.settings import get_storage_settings
+
+    out.print(current_revision(get_storage_settings().database_url) or "empty (run `dfw db upgrade`)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,23 @@
+"""The producer side: what upload services call (or `dfw enqueue`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks.app import app
+from tasks.settings import get_service_settings
+
+DETECT_TASK = "dfw.detect_media"
+
+
+def send_detect(bucket: str, key: str, priority: int = 5, metadata: dict[str, Any] | None = None) -> str:
+    """Enqueue detect_media for one object; returns the Celery task id. Raises if the broker refuses."""
+    result = app.send_task(
+        DETECT_TASK,
+        kwargs={"bucket": bucket, "key": key, "priority": priority, "metadata": metadata or {}},
+        queue=get_service_settings().detect_queue,
+        priority=priority,
+        retry=True,
+        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0},
+    )
+    return str(result.id)

@@ -1,0 +1,155 @@
+"""analyze(local file) -> Analysis. Pure: no S3, no database, no Celery.
+
+A `Pipeline` loads its face detector and deepfake detectors once (per process) and then analyses files:
+probe -> sample frames -> detect faces -> track -> crop -> score every crop with every detector in
+batches -> aggregate into a verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.aggregate import FaceScore, Verdict, decide_verdict
+from worker.detectors import Detector, create_detector
+from worker.devices import choose_device
+from worker.errors import ModelUnavailable
+from worker.faces.tracking import assign_tracks
+from worker.faces.types import Face
+from worker.faces.yunet import YuNetFaceDetector, crop_face
+from worker.media import MediaInfo, probe_media, sample_frames
+from worker.models import ModelStore
+from worker.settings import PIPELINE_SCHEMA, WorkerSettings, settings_digest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectorStatus:
+    name: str
+    available: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    index: int
+    timestamp_s: float
+    width: int
+    height: int
+    faces: int
+
+
+@dataclass
+class Analysis:
+    info: MediaInfo
+    method: str
+    frames: list[FrameRecord]
+    faces: list[Face]
+    scores: list[FaceScore]
+    verdict: Verdict
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, settings: WorkerSettings, store: ModelStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or ModelStore(settings.model_dir, allow_fetch=settings.model_fetch)
+        self.device = "cpu"
+        self.face_detector = YuNetFaceDetector(settings.faces, self.store)
+        self.detectors: list[Detector] = []
+        self.statuses: list[DetectorStatus] = []
+
+    def load(self) -> list[DetectorStatus]:
+        """Load the face detector and every configured detector whose weights are present.
+
+        A detector whose weights are missing is disabled with one log line. Raises ModelUnavailable when the
+        face detector or every detector is unavailable: nothing could be analysed.
+        """
+        if self.statuses:
+            return self.statuses
+        self.device = choose_device(self.settings.device)
+        self.face_detector.load()
+        for name in self.settings.detectors:
+            detector = create_detector(name, self.settings.detector_config(name), self.store, self.device)
+            try:
+                detector.load()
+            except ModelUnavailable as exc:
+                logger.error("detector %s disabled: %s", name, exc)
+                self.statuses.append(DetectorStatus(name, False, str(exc)))
+                continue
+            self.detectors.append(detector)
+            self.statuses.append(DetectorStatus(name, True))
+        if not self.detectors:
+            reasons = "; ".join(s.reason for s in self.statuses)
+            raise ModelUnavailable(",".join(self.settings.detectors), f"no detector could be loaded ({reasons})")
+        return self.statuses
+
+    def lineage(self) -> dict[str, Any]:
+        """Everything that decides the numbers this pipeline produces, for storage with every result."""
+        settings = self.settings.analysis_settings()
+        settings["detectors"] = {
+            d.name: {"version": d.lineage().version, "weights": d.lineage().weights, "config": d.lineage().config}
+            for d in self.detectors
+        }
+        settings["face_detector"] = self.face_detector.lineage()
+        return settings
+
+    @property
+    def version(self) -> str:
+        return f"{PIPELINE_SCHEMA}.{settings_digest(self.lineage())[:12]}"
+
+    def analyze(self, path: Path, info: MediaInfo | None = None) -> Analysis:
+        """Analyse one local file. Raises worker.errors.MediaError for input that cannot be analysed."""
+        self.load()
+        timings: dict[str, float] = {}
+        if info is None:
+            with measure(timings, "probe"):
+                info = probe_media(path, self.settings.limits)
+        with measure(timings, "decode"):
+            sample = sample_frames(path, info, self.settings.limits, self.settings.sampling.frames_per_video)
+        with measure(timings, "faces"):
+            faces_by_frame = [self.face_detector.detect(f.image, f.index, f.timestamp_s) for f in sample.frames]
+            assign_tracks(faces_by_frame, self.settings.faces.track_iou)
+        frames = [
+            FrameRecord(f.index, f.timestamp_s, f.image.shape[1], f.image.shape[0], len(found))
+            for f, found in zip(sample.frames, faces_by_frame, strict=True)
+        ]
+        faces = [face for found in faces_by_frame for face in found]
+        scores = self._score_faces(sample.frames, faces_by_frame, timings)
+        with measure(timings, "aggregate"):
+            verdict = decide_verdict(scores, self.settings.aggregate, sample.requested, sample.decoded)
+        return Analysis(info, sample.method, frames, faces, scores, verdict, timings)
+
+    def _score_faces(self, frames: list[Any], faces_by_frame: list[list[Face]], timings: dict[str, float]) -> list[FaceScore]:
+        faces = [face for found in faces_by_frame for face in found]
+        images = {f.index: f.image for f in frames}
+        scores: list[FaceScore] = []
+        batch_size = self.settings.batch_size
+        margin = self.settings.faces.crop_margin
+        for detector in self.detectors:
+            with measure(timings, f"detector:{detector.name}"):
+                values: list[float] = []
+                for start in range(0, len(faces), batch_size):
+                    chunk = faces[start : start + batch_size]
+                    crops = [crop_face(images[f.frame_index], f, detector.input_size, margin) for f in chunk]
+                    values.extend(float(v) for v in detector.predict(crops))
+            scores.extend(
+                FaceScore(f.track_id, f.frame_index, f.face_index, detector.name, v)
+                for f, v in zip(faces, values, strict=True)
+            )
+        return scores
+
+
+@contextmanager
+def measure(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
