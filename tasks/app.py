@@ -33,7 +33,6 @@ def create_app() -> Celery:
         task_time_limit=settings.time_limit_s,
         worker_prefetch_multiplier=1,
         worker_max_tasks_per_child=None,
-        worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,

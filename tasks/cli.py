@@ -71,7 +71,7 @@ def enqueue(
             task_id = send_detect(bucket, key, priority=priority, metadata=metadata)
         except Exception as exc:  # the broker is down or refuses: say so, do not pretend
             raise fail(f"could not enqueue s3://{bucket}/{key}: {exc}", 1) from exc
-        out.print(f"{task_id}\ts3://{bucket}/{key}", highlight=False)
+        print(f"{task_id}\ts3://{bucket}/{key}", flush=True)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
