@@ -111,8 +111,13 @@ def fail_job(session: Session, job_id: int, code: str, message: str) -> None:
     session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(status="failed", error_code=code, error_message=message[:2000], finished_at=func.now(),
-                lease_expires_at=None)
+        .values(
+            status="failed",
+            error_code=code,
+            error_message=message[:2000],
+            finished_at=func.now(),
+            lease_expires_at=None,
+        )
     )
 
 
@@ -135,7 +140,10 @@ def record_object_failure(
     message: str,
     caller_metadata: dict[str, Any] | None = None,
 ) -> int:
-    """A request that failed before its content was known (missing object, too large...): one row per object."""
+    """A request that failed before its content was known (missing object, too large...).
+
+    One row per object and pipeline version; a repeat updates it.
+    """
     values = {
         "media_id": None,
         "bucket": bucket,
@@ -148,17 +156,21 @@ def record_object_failure(
         "caller_metadata": caller_metadata or {},
         "finished_at": func.now(),
     }
-    stmt = insert(Job).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[Job.bucket, Job.key, Job.pipeline_version],
-        index_where=Job.media_id.is_(None),
-        set_={
-            "status": "failed",
-            "attempts": Job.attempts + 1,
-            "error_code": code,
-            "error_message": message[:2000],
-            "finished_at": func.now(),
-        },
-    ).returning(Job.id)
+    stmt = (
+        insert(Job)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=[Job.bucket, Job.key, Job.pipeline_version],
+            index_where=Job.media_id.is_(None),
+            set_={
+                "status": "failed",
+                "attempts": Job.attempts + 1,
+                "error_code": code,
+                "error_message": message[:2000],
+                "finished_at": func.now(),
+            },
+        )
+        .returning(Job.id)
+    )
     job_id: int = session.execute(stmt).scalar_one()
     return job_id

@@ -82,8 +82,10 @@ class S3Objects:
         if meta.size > max_bytes:
             raise ObjectError("too_large", f"object is {meta.size} bytes; the limit is {max_bytes}", True)
         try:
-            response = self.client.get_object(Bucket=bucket, Key=key, IfMatch=meta.etag) if meta.etag else (
-                self.client.get_object(Bucket=bucket, Key=key)
+            response = (
+                self.client.get_object(Bucket=bucket, Key=key, IfMatch=meta.etag)
+                if meta.etag
+                else (self.client.get_object(Bucket=bucket, Key=key))
             )
         except Exception as exc:
             raise classify_s3_error(exc, bucket, key) from exc
@@ -143,7 +145,9 @@ def write_capped(chunks: Any, directory: Path, max_bytes: int) -> tuple[Path, st
             for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
-                    raise ObjectError("too_large", f"object passed the {max_bytes}-byte limit while streaming", True)
+                    raise ObjectError(
+                        "too_large", f"object passed the {max_bytes}-byte limit while streaming", True
+                    )
                 digest.update(chunk)
                 out.write(chunk)
     except BaseException:

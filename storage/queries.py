@@ -94,14 +94,28 @@ def job_details(session: Session, job_id: int) -> dict[str, Any]:
     ).scalars()
     return {
         "tracks": [
-            {"track_id": t.track_id, "faces": t.faces, "first_frame": t.first_frame, "last_frame": t.last_frame,
-             "score": t.score, "detectors": t.detectors, "counted": t.counted}
+            {
+                "track_id": t.track_id,
+                "faces": t.faces,
+                "first_frame": t.first_frame,
+                "last_frame": t.last_frame,
+                "score": t.score,
+                "detectors": t.detectors,
+                "counted": t.counted,
+            }
             for t in tracks
         ],
         "faces": [
-            {"frame_index": f.frame_index, "timestamp_s": f.timestamp_s, "face_index": f.face_index,
-             "track_id": f.track_id, "box": [f.box_x, f.box_y, f.box_w, f.box_h], "detector": f.detector,
-             "detector_version": f.detector_version, "score": f.score}
+            {
+                "frame_index": f.frame_index,
+                "timestamp_s": f.timestamp_s,
+                "face_index": f.face_index,
+                "track_id": f.track_id,
+                "box": [f.box_x, f.box_y, f.box_w, f.box_h],
+                "detector": f.detector,
+                "detector_version": f.detector_version,
+                "score": f.score,
+            }
             for f in faces
         ],
     }

@@ -11,13 +11,27 @@ from sqlalchemy.orm import Session
 
 from storage.schema import FaceScore, Frame, Media, MediaObject, Track, Verdict
 
-MEDIA_FIELDS = ("kind", "format", "codec", "size_bytes", "width", "height", "duration_s", "fps", "frame_count")
+MEDIA_FIELDS = (
+    "kind",
+    "format",
+    "codec",
+    "size_bytes",
+    "width",
+    "height",
+    "duration_s",
+    "fps",
+    "frame_count",
+)
 
 
 def upsert_media(session: Session, sha256: str, info: dict[str, Any]) -> int:
     values = {name: info.get(name) for name in MEDIA_FIELDS}
-    stmt = insert(Media).values(sha256=sha256, **values)
-    stmt = stmt.on_conflict_do_update(index_elements=[Media.sha256], set_=values).returning(Media.id)
+    stmt = (
+        insert(Media)
+        .values(sha256=sha256, **values)
+        .on_conflict_do_update(index_elements=[Media.sha256], set_=values)
+        .returning(Media.id)
+    )
     media_id: int = session.execute(stmt).scalar_one()
     return media_id
 

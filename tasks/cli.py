@@ -14,8 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="deepfake-worker: find deepfakes in images and videos.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="deepfake-worker: find deepfakes in images and videos.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="The model store: list, verify and fetch weight files.", no_args_is_help=True)
 db_app = typer.Typer(help="The results database.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -34,9 +37,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 @app.callback()
-def configure(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log at INFO level")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log at INFO level")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 @app.command()
@@ -101,8 +109,15 @@ def worker(
     """Run a Celery worker (prefork pool, prefetch 1, models loaded once per process)."""
     from tasks.app import app as celery_app
 
-    argv = ["worker", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={queues}",
-            f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    argv = [
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={concurrency}",
+        f"--queues={queues}",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if hostname:
         argv.append(f"--hostname={hostname}")
     celery_app.worker_main(argv)
@@ -171,17 +186,33 @@ def flagged(
 
 def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("job", "status", "object", "type", "label", "score", "faces", "frames", "finished", "error"):
+    for column in (
+        "job",
+        "status",
+        "object",
+        "type",
+        "label",
+        "score",
+        "faces",
+        "frames",
+        "finished",
+        "error",
+    ):
         table.add_column(column)
     for job in jobs:
         verdict = job["verdict"] or {}
         coverage = verdict.get("coverage", {})
         score = verdict.get("score")
         table.add_row(
-            str(job["job_id"]), job["status"], f"s3://{job['bucket']}/{job['key']}",
-            (job["media"] or {}).get("type", ""), verdict.get("label", ""),
-            "" if score is None else f"{score:.3f}", str(coverage.get("faces", "")),
-            str(coverage.get("frames", "")), (job["finished_at"] or "")[:19],
+            str(job["job_id"]),
+            job["status"],
+            f"s3://{job['bucket']}/{job['key']}",
+            (job["media"] or {}).get("type", ""),
+            verdict.get("label", ""),
+            "" if score is None else f"{score:.3f}",
+            str(coverage.get("faces", "")),
+            str(coverage.get("frames", "")),
+            (job["finished_at"] or "")[:19],
             (job["error"] or {}).get("code", "") or "",
         )
     return table
@@ -204,7 +235,9 @@ def models_verify() -> None:
 
 
 @models_app.command("fetch")
-def models_fetch(names: Annotated[list[str] | None, typer.Argument(help="files to fetch (default: all)")] = None) -> None:
+def models_fetch(
+    names: Annotated[list[str] | None, typer.Argument(help="files to fetch (default: all)")] = None,
+) -> None:
     """Download missing weight files from their sources into the cache."""
     from tasks.modelcli import fetch_models
 

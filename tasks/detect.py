@@ -24,7 +24,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from storage.db import session_factory, transaction
-from storage.jobs import claim_job, fail_job, finish_job, find_or_create_job, record_object_failure, release_job
+from storage.jobs import (
+    claim_job,
+    fail_job,
+    find_or_create_job,
+    finish_job,
+    record_object_failure,
+    release_job,
+)
 from storage.objects import ObjectError, ObjectStore, S3Objects, s3_client
 from storage.results import lookup_object, replace_results, upsert_media, upsert_object
 from storage.schema import Job
@@ -74,8 +81,12 @@ def warm_pipeline() -> None:
     except ModelUnavailable as exc:
         logger.error("pipeline unavailable at worker start: %s", exc)
         return
-    logger.info("pipeline %s loaded on %s: %s", pipeline.version, pipeline.device,
-                ", ".join(d.name for d in pipeline.detectors))
+    logger.info(
+        "pipeline %s loaded on %s: %s",
+        pipeline.version,
+        pipeline.device,
+        ", ".join(d.name for d in pipeline.detectors),
+    )
 
 
 def get_objects() -> ObjectStore:
@@ -109,8 +120,13 @@ def detect_media(
         outcome = process_object(bucket, key, priority, metadata or {})
     except TransientError as exc:
         if self.request.retries + 1 >= settings.max_attempts:
-            logger.error("object s3://%s/%s: giving up after %s attempts: %s", bucket, key,
-                         self.request.retries + 1, exc)
+            logger.error(
+                "object s3://%s/%s: giving up after %s attempts: %s",
+                bucket,
+                key,
+                self.request.retries + 1,
+                exc,
+            )
             record_failure(bucket, key, "transient_exhausted", str(exc), metadata or {})
             return Outcome(None, "failed", str(exc)).to_dict()
         delay = backoff_s(self.request.retries)
@@ -166,11 +182,25 @@ def fetch_and_analyse(
             return record_failure(bucket, key, exc.code.value, exc.message, metadata, pipeline.version)
         with transaction(factory) as session:
             media_id = upsert_media(session, fetched.sha256, info.to_dict())
-            upsert_object(session, bucket=bucket, key=key, etag=fetched.etag, size=fetched.size,
-                          media_id=media_id, caller_metadata=metadata)
-            job = find_or_create_job(session, media_id=media_id, bucket=bucket, key=key,
-                                     pipeline_version=pipeline.version, priority=priority,
-                                     caller_metadata=metadata, lineage=pipeline.lineage())
+            upsert_object(
+                session,
+                bucket=bucket,
+                key=key,
+                etag=fetched.etag,
+                size=fetched.size,
+                media_id=media_id,
+                caller_metadata=metadata,
+            )
+            job = find_or_create_job(
+                session,
+                media_id=media_id,
+                bucket=bucket,
+                key=key,
+                pipeline_version=pipeline.version,
+                priority=priority,
+                caller_metadata=metadata,
+                lineage=pipeline.lineage(),
+            )
         return run_job(factory, pipeline, job.id, fetched.path, info)
     finally:
         fetched.path.unlink(missing_ok=True)
@@ -232,8 +262,15 @@ def record_failure(
     factory = session_factory(get_storage_settings().database_url)
     try:
         with transaction(factory) as session:
-            job_id = record_object_failure(session, bucket=bucket, key=key, pipeline_version=pipeline_version,
-                                           code=code, message=message, caller_metadata=metadata)
+            job_id = record_object_failure(
+                session,
+                bucket=bucket,
+                key=key,
+                pipeline_version=pipeline_version,
+                code=code,
+                message=message,
+                caller_metadata=metadata,
+            )
     except OperationalError as exc:
         raise TransientError(f"database: {exc.orig or exc}") from exc
     return Outcome(job_id, "failed", code)

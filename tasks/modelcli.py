@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -27,10 +28,18 @@ def list_models(out: Console, as_json: bool) -> None:
     settings = WorkerSettings()
     store = ModelStore(settings.model_dir, allow_fetch=False)
     users = users_of_weights(settings, store)
-    rows = [
-        {"name": s.entry.name, "present": s.present, "verified": s.verified, "detail": s.detail,
-         "size": s.entry.size, "sha256": s.entry.sha256, "license": s.entry.license,
-         "used_by": users.get(s.entry.name, []), "sources": list(s.entry.sources)}
+    rows: list[dict[str, Any]] = [
+        {
+            "name": s.entry.name,
+            "present": s.present,
+            "verified": s.verified,
+            "detail": s.detail,
+            "size": s.entry.size,
+            "sha256": s.entry.sha256,
+            "license": s.entry.license,
+            "used_by": users.get(s.entry.name, []),
+            "sources": list(s.entry.sources),
+        }
         for s in store.statuses()
     ]
     if as_json:
@@ -41,8 +50,14 @@ def list_models(out: Console, as_json: bool) -> None:
         table.add_column(column)
     for row in rows:
         status = "[green]ok[/green]" if row["verified"] else f"[red]{row['detail']}[/red]"
-        table.add_row(row["name"], status, ", ".join(row["used_by"]), str(row["size"]), row["sha256"][:12],
-                      row["license"])
+        table.add_row(
+            row["name"],
+            status,
+            ", ".join(row["used_by"]),
+            str(row["size"]),
+            row["sha256"][:12],
+            row["license"],
+        )
     out.print(table)
 
 

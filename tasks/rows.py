@@ -21,30 +21,58 @@ def analysis_rows(analysis: Analysis, pipeline: Pipeline) -> dict[str, Any]:
         face = faces[(score.frame_index, score.face_index)]
         lineage = lineages[score.detector]
         x, y, w, h = face.box
-        face_scores.append({
-            "frame_index": score.frame_index, "face_index": score.face_index, "timestamp_s": face.timestamp_s,
-            "track_id": score.track_id, "box_x": x, "box_y": y, "box_w": w, "box_h": h,
-            "face_confidence": face.confidence, "detector": score.detector, "detector_version": lineage.version,
-            "weights": lineage.weights, "sampling": sampling, "score": score.score,
-        })
+        face_scores.append(
+            {
+                "frame_index": score.frame_index,
+                "face_index": score.face_index,
+                "timestamp_s": face.timestamp_s,
+                "track_id": score.track_id,
+                "box_x": x,
+                "box_y": y,
+                "box_w": w,
+                "box_h": h,
+                "face_confidence": face.confidence,
+                "detector": score.detector,
+                "detector_version": lineage.version,
+                "weights": lineage.weights,
+                "sampling": sampling,
+                "score": score.score,
+            }
+        )
     verdict = analysis.verdict
     return {
         "frames": [
-            {"frame_index": f.index, "timestamp_s": f.timestamp_s, "width": f.width, "height": f.height,
-             "faces": f.faces}
+            {
+                "frame_index": f.index,
+                "timestamp_s": f.timestamp_s,
+                "width": f.width,
+                "height": f.height,
+                "faces": f.faces,
+            }
             for f in analysis.frames
         ],
         "face_scores": face_scores,
         "tracks": [
-            {"track_id": t.track_id, "faces": t.faces, "first_frame": t.first_frame, "last_frame": t.last_frame,
-             "score": t.score, "detectors": t.detectors, "counted": t.counted}
+            {
+                "track_id": t.track_id,
+                "faces": t.faces,
+                "first_frame": t.first_frame,
+                "last_frame": t.last_frame,
+                "score": t.score,
+                "detectors": t.detectors,
+                "counted": t.counted,
+            }
             for t in verdict.tracks
         ],
         "verdict": {
-            "label": verdict.label, "score": verdict.score, "threshold": verdict.threshold,
-            "policy": verdict.policy, "detectors": verdict.detectors,
+            "label": verdict.label,
+            "score": verdict.score,
+            "threshold": verdict.threshold,
+            "policy": verdict.policy,
+            "detectors": verdict.detectors,
             "frames_requested": verdict.coverage.frames_requested,
-            "frames_decoded": verdict.coverage.frames_decoded, "faces": verdict.coverage.faces,
+            "frames_decoded": verdict.coverage.frames_decoded,
+            "faces": verdict.coverage.faces,
             "tracks": verdict.coverage.tracks,
         },
     }

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -66,13 +67,21 @@ def result_line(path: Path, analysis: Analysis) -> dict[str, Any]:
     info, verdict = analysis.info, analysis.verdict
     return {
         "path": str(path),
-        "media": {"type": info.kind, "width": info.width, "height": info.height,
-                  "duration": info.duration_s, "fps": info.fps},
+        "media": {
+            "type": info.kind,
+            "width": info.width,
+            "height": info.height,
+            "duration": info.duration_s,
+            "fps": info.fps,
+        },
         "label": verdict.label,
         "score": verdict.score,
         "threshold": verdict.threshold,
-        "coverage": {"frames": verdict.coverage.frames_decoded, "faces": verdict.coverage.faces,
-                     "tracks": verdict.coverage.tracks},
+        "coverage": {
+            "frames": verdict.coverage.frames_decoded,
+            "faces": verdict.coverage.faces,
+            "tracks": verdict.coverage.tracks,
+        },
         "detectors": verdict.detectors,
     }
 
@@ -99,17 +108,19 @@ def load_pipeline(settings: WorkerSettings, err: Console) -> Pipeline | int:
     try:
         pipeline = Pipeline(settings)
         statuses = pipeline.load()
-    except KeyError as exc:
-        err.print(f"[red]error:[/red] {exc.args[0]}", highlight=False)
-        return EXIT_USAGE
     except ModelUnavailable as exc:
-        err.print(f"[red]error:[/red] {exc}\nRun `dfw models list` to see what is missing, `dfw models fetch` "
-                  "to download it, or set DFW_MODEL_DIR to a folder that holds it.", highlight=False)
+        err.print(
+            f"[red]error:[/red] {exc}\nRun `dfw models list` to see what is missing, `dfw models fetch` "
+            "to download it, or set DFW_MODEL_DIR to a folder that holds it.",
+            highlight=False,
+        )
         return EXIT_UNAVAILABLE
     missing = [s for s in statuses if not s.available]
     if missing:
         for status in missing:
-            err.print(f"[red]error:[/red] detector {status.name} unavailable: {status.reason}", highlight=False)
+            err.print(
+                f"[red]error:[/red] detector {status.name} unavailable: {status.reason}", highlight=False
+            )
         return EXIT_UNAVAILABLE
     return pipeline
 
@@ -117,16 +128,24 @@ def load_pipeline(settings: WorkerSettings, err: Console) -> Pipeline | int:
 def run_scan(paths: list[Path], options: ScanOptions, as_json: bool, out: Console, err: Console) -> int:
     try:
         settings = scan_settings(options)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        err.print(f"[red]error:[/red] invalid settings: {problems}", highlight=False)
         return EXIT_USAGE
     files = list(expand_paths(paths))
     pipeline = load_pipeline(settings, err)
     if isinstance(pipeline, int):
         return pipeline
     lines = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=as_json and not err.is_terminal) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=as_json and not err.is_terminal,
+    ) as progress:
         task = progress.add_task("scanning", total=len(files))
         for path in files:
             progress.update(task, description=f"scanning {path.name[:40]}")
@@ -146,11 +165,25 @@ def scan_table(lines: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for line in lines:
         if "error" in line:
-            table.add_row(line["path"], "", "[red]error[/red]", "", "", "", line["error"]["code"] + ": "
-                          + line["error"]["message"])
+            table.add_row(
+                line["path"],
+                "",
+                "[red]error[/red]",
+                "",
+                "",
+                "",
+                line["error"]["code"] + ": " + line["error"]["message"],
+            )
             continue
         score = "" if line["score"] is None else f"{line['score']:.3f}"
         detail = ", ".join(f"{k}={v:.3f}" for k, v in line["detectors"].items())
-        table.add_row(line["path"], line["media"]["type"], line["label"], score,
-                      str(line["coverage"]["frames"]), str(line["coverage"]["faces"]), detail)
+        table.add_row(
+            line["path"],
+            line["media"]["type"],
+            line["label"],
+            score,
+            str(line["coverage"]["frames"]),
+            str(line["coverage"]["faces"]),
+            detail,
+        )
     return table

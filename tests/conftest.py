@@ -112,8 +112,13 @@ def s3_endpoint() -> Iterator[str]:
 def s3_client(s3_endpoint: str):  # type: ignore[no-untyped-def]
     import boto3
 
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture

@@ -114,5 +114,12 @@ def decide_verdict(
         name: max(t.detectors[name] for t in counted if name in t.detectors)
         for name in sorted({n for t in counted for n in t.detectors})
     }
-    return Verdict(label_score(top.score, config), top.score, config.threshold, config.policy, coverage,
-                   detectors, tracks)
+    return Verdict(
+        label_score(top.score, config),
+        top.score,
+        config.threshold,
+        config.policy,
+        coverage,
+        detectors,
+        tracks,
+    )

@@ -70,8 +70,7 @@ MANIFEST: dict[str, ModelFile] = {
             size=2529618,
             license="InsightFace models: non-commercial research only",
             sources=(
-                "https://github.com/ShiqiYu/libfacedetection.train/raw/"
-                "204b0c9/onnx/scrfd_500m_bnkps.onnx",
+                "https://github.com/ShiqiYu/libfacedetection.train/raw/204b0c9/onnx/scrfd_500m_bnkps.onnx",
             ),
             description="SCRFD-500M face detector with keypoints (insightface format)",
         ),
@@ -118,7 +117,9 @@ class CacheStatus:
 class ModelStore:
     """Finds weight files in a cache directory, verifies them, and fetches what is missing."""
 
-    def __init__(self, cache_dir: Path, allow_fetch: bool = True, manifest: dict[str, ModelFile] | None = None):
+    def __init__(
+        self, cache_dir: Path, allow_fetch: bool = True, manifest: dict[str, ModelFile] | None = None
+    ):
         self.cache_dir = Path(cache_dir).expanduser()
         self.allow_fetch = allow_fetch
         self.manifest = MANIFEST if manifest is None else manifest
@@ -194,7 +195,7 @@ def copy_source(source: str, out: object) -> None:
 
     sink = cast(BinaryIO, out)
     if source.startswith(("https://", "http://")):
-        with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 - manifest URLs only
+        with urllib.request.urlopen(source, timeout=60) as response:
             shutil.copyfileobj(response, sink, CHUNK)
     elif source.startswith("s3://"):
         import boto3

@@ -87,14 +87,20 @@ class Pipeline:
             self.statuses.append(DetectorStatus(name, True))
         if not self.detectors:
             reasons = "; ".join(s.reason for s in self.statuses)
-            raise ModelUnavailable(",".join(self.settings.detectors), f"no detector could be loaded ({reasons})")
+            raise ModelUnavailable(
+                ",".join(self.settings.detectors), f"no detector could be loaded ({reasons})"
+            )
         return self.statuses
 
     def lineage(self) -> dict[str, Any]:
         """Everything that decides the numbers this pipeline produces, for storage with every result."""
         settings = self.settings.analysis_settings()
         settings["detectors"] = {
-            d.name: {"version": d.lineage().version, "weights": d.lineage().weights, "config": d.lineage().config}
+            d.name: {
+                "version": d.lineage().version,
+                "weights": d.lineage().weights,
+                "config": d.lineage().config,
+            }
             for d in self.detectors
         }
         settings["face_detector"] = self.face_detector.lineage()
@@ -114,7 +120,9 @@ class Pipeline:
         with measure(timings, "decode"):
             sample = sample_frames(path, info, self.settings.limits, self.settings.sampling.frames_per_video)
         with measure(timings, "faces"):
-            faces_by_frame = [self.face_detector.detect(f.image, f.index, f.timestamp_s) for f in sample.frames]
+            faces_by_frame = [
+                self.face_detector.detect(f.image, f.index, f.timestamp_s) for f in sample.frames
+            ]
             assign_tracks(faces_by_frame, self.settings.faces.track_iou)
         frames = [
             FrameRecord(f.index, f.timestamp_s, f.image.shape[1], f.image.shape[0], len(found))
@@ -126,7 +134,9 @@ class Pipeline:
             verdict = decide_verdict(scores, self.settings.aggregate, sample.requested, sample.decoded)
         return Analysis(info, sample.method, frames, faces, scores, verdict, timings)
 
-    def _score_faces(self, frames: list[Any], faces_by_frame: list[list[Face]], timings: dict[str, float]) -> list[FaceScore]:
+    def _score_faces(
+        self, frames: list[Any], faces_by_frame: list[list[Face]], timings: dict[str, float]
+    ) -> list[FaceScore]:
         faces = [face for found in faces_by_frame for face in found]
         images = {f.index: f.image for f in frames}
         scores: list[FaceScore] = []

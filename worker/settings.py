@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.detectors import DETECTOR_MODULES
 from worker.detectors.meso4 import Meso4Config
 
 PIPELINE_SCHEMA = 1  # bump when the meaning of stored rows changes
@@ -40,11 +41,17 @@ class FaceConfig(BaseModel):
     backend: Literal["yunet"] = "yunet"
     score_threshold: float = Field(default=0.7, gt=0, lt=1)
     nms_threshold: float = Field(default=0.3, gt=0, lt=1)
-    detect_long_side: int = Field(default=640, ge=64, description="frames are downscaled to this for detection")
-    min_face_px: int = Field(default=24, ge=1, description="faces narrower than this (original pixels) are skipped")
+    detect_long_side: int = Field(
+        default=640, ge=64, description="frames are downscaled to this for detection"
+    )
+    min_face_px: int = Field(
+        default=24, ge=1, description="faces narrower than this (original pixels) are skipped"
+    )
     max_faces_per_frame: int = Field(default=8, ge=1)
     crop_margin: float = Field(default=1.3, ge=1.0, le=3.0, description="square crop side / face box side")
-    track_iou: float = Field(default=0.3, gt=0, lt=1, description="IoU that links faces across sampled frames")
+    track_iou: float = Field(
+        default=0.3, gt=0, lt=1, description="IoU that links faces across sampled frames"
+    )
 
 
 class AggregateConfig(BaseModel):
@@ -87,6 +94,10 @@ class WorkerSettings(BaseSettings):
     def require_detectors(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one detector must be configured")
+        unknown = [name for name in value if name not in DETECTOR_MODULES]
+        if unknown:
+            known = ", ".join(sorted(DETECTOR_MODULES))
+            raise ValueError(f"unknown detector(s) {', '.join(unknown)}; known detectors: {known}")
         return list(dict.fromkeys(value))
 
     def detector_config(self, name: str) -> BaseModel:
@@ -99,7 +110,9 @@ class WorkerSettings(BaseSettings):
         """What changes the numbers a pipeline produces (not caps, devices or paths)."""
         return {
             "schema": PIPELINE_SCHEMA,
-            "detectors": {name: self.detector_config(name).model_dump(mode="json") for name in self.detectors},
+            "detectors": {
+                name: self.detector_config(name).model_dump(mode="json") for name in self.detectors
+            },
             "sampling": self.sampling.model_dump(mode="json"),
             "faces": self.faces.model_dump(mode="json"),
             "aggregate": self.aggregate.model_dump(mode="json"),

@@ -29,12 +29,21 @@ def service_env(postgres_url, redis_url, s3_endpoint, models_dir, tmp_path) -> d
     work = tmp_path / "downloads"
     work.mkdir()
     env = dict(os.environ)
-    env.update({
-        "DFW_DATABASE_URL": postgres_url, "DFW_BROKER_URL": redis_url, "DFW_S3_ENDPOINT_URL": s3_endpoint,
-        "DFW_S3_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "DFW_MODEL_DIR": str(models_dir), "DFW_MODEL_FETCH": "false", "DFW_TMP_DIR": str(work),
-        "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "DFW_DATABASE_URL": postgres_url,
+            "DFW_BROKER_URL": redis_url,
+            "DFW_S3_ENDPOINT_URL": s3_endpoint,
+            "DFW_S3_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "DFW_MODEL_DIR": str(models_dir),
+            "DFW_MODEL_FETCH": "false",
+            "DFW_TMP_DIR": str(work),
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     return env
 
 
@@ -43,9 +52,22 @@ def worker_log(service_env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
     log = tmp_path / "worker.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tasks.cli", "worker", "--queues", "detect", "--concurrency", "1",
-             "--hostname", f"e2e-{os.getpid()}@%h"],
-            env=service_env, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "tasks.cli",
+                "worker",
+                "--queues",
+                "detect",
+                "--concurrency",
+                "1",
+                "--hostname",
+                f"e2e-{os.getpid()}@%h",
+            ],
+            env=service_env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         try:
             yield log
@@ -59,8 +81,14 @@ def worker_log(service_env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
 
 
 def enqueue(env: dict[str, str], *urls: str, meta: str = "upload_id=u-1") -> None:
-    done = subprocess.run([sys.executable, "-m", "tasks.cli", "enqueue", *urls, "--meta", meta, "--priority", "3"],
-                          env=env, capture_output=True, text=True, timeout=60, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "tasks.cli", "enqueue", *urls, "--meta", meta, "--priority", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.strip().splitlines()) == len(urls)
 
@@ -76,8 +104,10 @@ def wait_for(predicate, timeout: float, log: Path, what: str) -> None:  # type: 
 
 def counts(factory) -> dict[str, int]:  # type: ignore[no-untyped-def]
     with factory() as session:
-        return {table.__tablename__: session.scalar(select(func.count()).select_from(table))
-                for table in (Media, Job, Frame, FaceScore, Track, Verdict)}
+        return {
+            table.__tablename__: session.scalar(select(func.count()).select_from(table))
+            for table in (Media, Job, Frame, FaceScore, Track, Verdict)
+        }
 
 
 def finished_jobs(factory) -> dict[str, Job]:  # type: ignore[no-untyped-def]
@@ -98,7 +128,9 @@ def test_detect_media_end_to_end(service_env, worker_log, s3_client, bucket, dev
     jobs = finished_jobs(factory)
     assert (jobs["uploads/notes.mp4"].status, jobs["uploads/notes.mp4"].error_code) == ("failed", "not_media")
     assert (jobs["uploads/missing.mp4"].status, jobs["uploads/missing.mp4"].error_code) == (
-        "failed", "object_missing")
+        "failed",
+        "object_missing",
+    )
     video, image = jobs["uploads/clip.mp4"], jobs["uploads/photo.jpg"]
     assert video.status == "done" and image.status == "done", worker_log.read_text()[-3000:]
     assert video.caller_metadata == {"upload_id": "u-1"} and video.priority == 3
@@ -113,7 +145,9 @@ def test_detect_media_end_to_end(service_env, worker_log, s3_client, bucket, dev
         scores = session.execute(select(FaceScore).where(FaceScore.job_id == video.id)).scalars().all()
         assert len(scores) == verdict.faces
         assert all(s.detector == "meso4" and s.detector_version == "meso4/1" for s in scores)
-        assert all(len(s.weights["Meso4_DF.h5"]) == 64 and s.sampling["frames_requested"] == 16 for s in scores)
+        assert all(
+            len(s.weights["Meso4_DF.h5"]) == 64 and s.sampling["frames_requested"] == 16 for s in scores
+        )
         assert all(0.0 <= s.score <= 1.0 and s.box_w > 20 for s in scores)
         frames = session.execute(select(Frame).where(Frame.job_id == video.id)).scalars().all()
         assert len(frames) == verdict.frames_decoded
@@ -124,8 +158,14 @@ def test_detect_media_end_to_end(service_env, worker_log, s3_client, bucket, dev
     before = counts(factory)
     s3_client.upload_file(str(dev_dir / VIDEO), bucket, "uploads/same-content-new-key.mp4")
     enqueue(service_env, f"s3://{bucket}/uploads/clip.mp4", f"s3://{bucket}/uploads/same-content-new-key.mp4")
-    wait_for(lambda: worker_log.read_text().count("already analysed") >= 1
-             and worker_log.read_text().count("not claimed (status done") >= 1, 120, worker_log,
-             "the duplicate enqueues to be handled")
+    wait_for(
+        lambda: (
+            worker_log.read_text().count("already analysed") >= 1
+            and worker_log.read_text().count("not claimed (status done") >= 1
+        ),
+        120,
+        worker_log,
+        "the duplicate enqueues to be handled",
+    )
     assert counts(factory) == before
     assert list((tmp_path / "downloads").iterdir()) == []

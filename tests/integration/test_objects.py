@@ -16,11 +16,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def objects(s3_endpoint: str) -> S3Objects:
-    return S3Objects(s3_client(StorageSettings(s3_endpoint_url=s3_endpoint, s3_region="us-east-1",
-                                               s3_max_attempts=1)))
+    return S3Objects(
+        s3_client(StorageSettings(s3_endpoint_url=s3_endpoint, s3_region="us-east-1", s3_max_attempts=1))
+    )
 
 
-def test_fetch_streams_hashes_and_removes_nothing_it_keeps(objects, s3_client, bucket, tmp_path: Path) -> None:
+def test_fetch_streams_hashes_and_removes_nothing_it_keeps(
+    objects, s3_client, bucket, tmp_path: Path
+) -> None:
     body = bytes(range(256)) * 5000
     s3_client.put_object(Bucket=bucket, Key="dir/ünïcode name.bin", Body=body)
     fetched = objects.fetch(bucket, "dir/ünïcode name.bin", tmp_path, max_bytes=10**7)
@@ -46,8 +49,17 @@ def test_missing_key_and_bucket_are_permanent(objects, bucket, tmp_path: Path) -
 
 def test_access_denied_is_permanent(objects, s3_client, bucket, tmp_path: Path) -> None:
     s3_client.put_object(Bucket=bucket, Key="private.jpg", Body=b"secret")
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                                                       "Resource": [f"arn:aws:s3:::{bucket}/private.jpg"]}]}
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}/private.jpg"],
+            }
+        ],
+    }
     s3_client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
     try:
         objects.head(bucket, "private.jpg")
@@ -60,9 +72,16 @@ def test_access_denied_is_permanent(objects, s3_client, bucket, tmp_path: Path) 
 def test_unreachable_endpoint_is_transient(tmp_path: Path) -> None:
     from tests.conftest import free_port
 
-    dead = S3Objects(s3_client(StorageSettings(s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
-                                               s3_region="us-east-1", s3_max_attempts=1,
-                                               s3_connect_timeout_s=1)))
+    dead = S3Objects(
+        s3_client(
+            StorageSettings(
+                s3_endpoint_url=f"http://127.0.0.1:{free_port()}",
+                s3_region="us-east-1",
+                s3_max_attempts=1,
+                s3_connect_timeout_s=1,
+            )
+        )
+    )
     with pytest.raises(ObjectError) as caught:
         dead.fetch("b", "k", tmp_path, 100)
     assert not caught.value.permanent

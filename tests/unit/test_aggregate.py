@@ -42,7 +42,9 @@ def test_track_score_averages_detectors_and_frames() -> None:
     assert (track.faces, track.first_frame, track.last_frame) == (5, 0, 4)
 
 
-@pytest.mark.parametrize(("score", "label"), [(0.5, "fake"), (0.45, "uncertain"), (0.4, "uncertain"),
-                                              (0.39, "real"), (0.0, "real"), (1.0, "fake")])
+@pytest.mark.parametrize(
+    ("score", "label"),
+    [(0.5, "fake"), (0.45, "uncertain"), (0.4, "uncertain"), (0.39, "real"), (0.0, "real"), (1.0, "fake")],
+)
 def test_labels_around_threshold(score: float, label: str) -> None:
     assert label_score(score, AggregateConfig(threshold=0.5, uncertain_margin=0.1)) == label

@@ -29,11 +29,7 @@ def assign_tracks(faces_by_frame: Sequence[list[Face]], min_iou: float, max_gap:
     for position, faces in enumerate(faces_by_frame):
         live = [t for t, seen in last_seen.items() if position - seen <= max_gap + 1]
         pairs = sorted(
-            (
-                (box_iou(last_box[t], face.box_xyxy()), t, i)
-                for t in live
-                for i, face in enumerate(faces)
-            ),
+            ((box_iou(last_box[t], face.box_xyxy()), t, i) for t in live for i, face in enumerate(faces)),
             reverse=True,
         )
         used_tracks: set[int] = set()

@@ -77,7 +77,14 @@ class YuNetFaceDetector:
                 continue
             landmarks = np.asarray(row[4:14], np.float32).reshape(5, 2) / scale
             faces.append(
-                Face(frame_index, timestamp_s, len(faces), (x0, y0, x1 - x0, y1 - y0), landmarks, float(row[14]))
+                Face(
+                    frame_index,
+                    timestamp_s,
+                    len(faces),
+                    (x0, y0, x1 - x0, y1 - y0),
+                    landmarks,
+                    float(row[14]),
+                )
             )
             if len(faces) >= self.config.max_faces_per_frame:
                 break
