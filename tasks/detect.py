@@ -52,7 +52,11 @@ _objects: ObjectStore | None = None
 
 
 class TransientError(Exception):
-    """Worth retrying: the object store, database or broker had a problem."""
+    """Worth retrying: the object store, database or broker had a problem (or an unexpected error)."""
+
+    def __init__(self, message: str, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,11 @@ def warm_pipeline() -> None:
         pipeline.device,
         ", ".join(d.name for d in pipeline.detectors),
     )
+
+
+def current_version() -> str:
+    """The loaded pipeline's version, or `unavailable` when no pipeline could be loaded."""
+    return _pipeline.version if _pipeline is not None and _pipeline.detectors else "unavailable"
 
 
 def get_objects() -> ObjectStore:
@@ -127,8 +136,7 @@ def detect_media(
                 self.request.retries + 1,
                 exc,
             )
-            record_failure(bucket, key, "transient_exhausted", str(exc), metadata or {})
-            return Outcome(None, "failed", str(exc)).to_dict()
+            return give_up(bucket, key, exc, metadata or {}).to_dict()
         delay = backoff_s(self.request.retries)
         logger.warning("object s3://%s/%s: transient error, retry in %.1fs: %s", bucket, key, delay, exc)
         raise self.retry(exc=exc, countdown=delay) from exc
@@ -233,12 +241,12 @@ def run_job(factory: Any, pipeline: Pipeline, job_id: int, path: Path, info: Any
     except Exception as exc:
         logger.exception("job %s: unexpected error", job_id)
         release_after_error(factory, job_id, exc)
-        raise TransientError(f"job {job_id}: {type(exc).__name__}: {exc}") from exc
+        raise TransientError(f"job {job_id}: {type(exc).__name__}: {exc}", job_id) from exc
     rows = analysis_rows(analysis, pipeline)
     with transaction(factory) as session:
         replace_results(session, job_id, **rows)
         finish_job(session, job_id, analysis.timings, analysis.method)
-    logger.info("job %s: done: %s %s", job_id, analysis.verdict.label, analysis.verdict.score)
+    logger.info("job %s: done: %s (score %s)", job_id, analysis.verdict.label, analysis.verdict.score)
     return Outcome(job_id, "done", analysis.verdict.label)
 
 
@@ -250,13 +258,23 @@ def release_after_error(factory: Any, job_id: int, exc: Exception) -> None:
         logger.exception("job %s: could not release the job row; the lease will expire", job_id)
 
 
+def give_up(bucket: str, key: str, exc: TransientError, metadata: dict[str, Any]) -> Outcome:
+    """The last attempt failed transiently: fail the job row if there is one, else the object's row."""
+    if exc.job_id is None:
+        return record_failure(bucket, key, "transient_exhausted", str(exc), metadata)
+    factory = session_factory(get_storage_settings().database_url)
+    with transaction(factory) as session:
+        fail_job(session, exc.job_id, "transient_exhausted", str(exc))
+    return Outcome(exc.job_id, "failed", "transient_exhausted")
+
+
 def record_failure(
     bucket: str,
     key: str,
     code: str,
     message: str,
     metadata: dict[str, Any],
-    pipeline_version: str = "unavailable",
+    pipeline_version: str | None = None,
 ) -> Outcome:
     logger.info("object s3://%s/%s: failed: %s: %s", bucket, key, code, message)
     factory = session_factory(get_storage_settings().database_url)
@@ -266,7 +284,7 @@ def record_failure(
                 session,
                 bucket=bucket,
                 key=key,
-                pipeline_version=pipeline_version,
+                pipeline_version=pipeline_version or current_version(),
                 code=code,
                 message=message,
                 caller_metadata=metadata,

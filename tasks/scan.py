@@ -161,7 +161,8 @@ def run_scan(paths: list[Path], options: ScanOptions, as_json: bool, out: Consol
 
 def scan_table(lines: list[dict[str, Any]]) -> Table:
     table = Table(title=f"{len(lines)} file(s)")
-    for column in ("path", "type", "label", "score", "frames", "faces", "detail"):
+    table.add_column("path", overflow="fold")
+    for column in ("type", "label", "score", "frames", "faces", "detail"):
         table.add_column(column)
     for line in lines:
         if "error" in line:
