@@ -8,6 +8,7 @@ local path) into a temporary file, hash-checked, then moved into place. Weights 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -28,7 +29,7 @@ CHUNK = 1024 * 1024
 class ModelFile:
     name: str
     sha256: str
-    size: int
+    size: int | None  # None when the publisher does not state it; the sha256 is always checked
     license: str
     sources: tuple[str, ...]
     description: str = ""
@@ -86,6 +87,18 @@ MANIFEST: dict[str, ModelFile] = {
             description="UnivFD linear head on CLIP ViT-L/14 image features",
         ),
         ModelFile(
+            name="ViT-L-14.pt",
+            # OpenAI publishes each CLIP archive under a URL that embeds the file's sha256.
+            sha256="b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836",
+            size=None,
+            license="MIT (OpenAI CLIP)",
+            sources=(
+                "https://openaipublic.azureedge.net/clip/models/"
+                "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt",
+            ),
+            description="OpenAI CLIP ViT-L/14 (TorchScript archive), backbone of the CLIP detectors",
+        ),
+        ModelFile(
             name="repdfd_ffpp_deepfakes.pth",
             sha256="53e57d9f5e7c75113d0a1040822de5002c4605e59f35b2959601483d1b19f17d",
             size=3381900,
@@ -95,6 +108,17 @@ MANIFEST: dict[str, ModelFile] = {
         ),
     )
 }
+
+
+def hash_tree(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and contents, sorted)."""
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(item.relative_to(path)).encode())
+        digest.update(sha256_file(item).encode())
+    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -114,16 +138,87 @@ class CacheStatus:
     detail: str
 
 
+LOCAL_MANIFEST_SUFFIX = ".manifest.json"
+
+
+def read_local_manifests(directory: Path) -> dict[str, ModelFile]:
+    """Entries `dfw train` writes next to weights (`NAME.manifest.json`): trained adapters load by name."""
+    entries: dict[str, ModelFile] = {}
+    if not directory.is_dir():
+        return entries
+    for path in sorted(directory.glob(f"*{LOCAL_MANIFEST_SUFFIX}")):
+        try:
+            data = json.loads(path.read_text())
+            entry = ModelFile(
+                name=data["name"],
+                sha256=data["sha256"],
+                size=int(data["size"]),
+                license=data.get("license", "unknown"),
+                sources=tuple(data.get("sources", ())),
+                description=data.get("description", ""),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("ignoring unreadable model manifest %s: %s", path, exc)
+            continue
+        entries[entry.name] = entry
+    return entries
+
+
+def write_local_manifest(weights: Path, description: str, license: str) -> ModelFile:
+    """Describe a weight file this project produced, next to it, for the model store."""
+    entry = ModelFile(weights.name, sha256_file(weights), weights.stat().st_size, license, (), description)
+    payload = {
+        "name": entry.name,
+        "sha256": entry.sha256,
+        "size": entry.size,
+        "license": entry.license,
+        "sources": list(entry.sources),
+        "description": entry.description,
+    }
+    (weights.parent / f"{weights.name}{LOCAL_MANIFEST_SUFFIX}").write_text(
+        json.dumps(payload, indent=2) + "\n"
+    )
+    return entry
+
+
 class ModelStore:
-    """Finds weight files in a cache directory, verifies them, and fetches what is missing."""
+    """Finds weight files in a cache directory, verifies them, and fetches what is missing.
+
+    A reference is a manifest name (built-in, or from a `NAME.manifest.json` in the cache directory) or the
+    path of an operator-provided local file or directory, which is used as is and hashed for lineage.
+    """
 
     def __init__(
         self, cache_dir: Path, allow_fetch: bool = True, manifest: dict[str, ModelFile] | None = None
     ):
         self.cache_dir = Path(cache_dir).expanduser()
         self.allow_fetch = allow_fetch
-        self.manifest = MANIFEST if manifest is None else manifest
+        base = MANIFEST if manifest is None else manifest
+        self.manifest = {**read_local_manifests(self.cache_dir), **base}
         self._verified: dict[str, Path] = {}
+        self._local_hashes: dict[Path, str] = {}
+
+    @staticmethod
+    def is_local_ref(ref: str) -> bool:
+        return "/" in ref or ref.startswith((".", "~"))
+
+    def resolve(self, ref: str) -> Path:
+        """The local path for a manifest name or an operator's path. Raises ModelUnavailable."""
+        if ref in self.manifest or not self.is_local_ref(ref):
+            return self.path(ref)
+        path = Path(ref).expanduser()
+        if not path.exists():
+            raise ModelUnavailable(ref, f"no file or directory at {path}")
+        return path
+
+    def sha256_of(self, ref: str) -> str:
+        """The sha256 kept in lineage: the manifest's, or the hash of a local file or directory."""
+        if ref in self.manifest:
+            return self.manifest[ref].sha256
+        path = self.resolve(ref)
+        if path not in self._local_hashes:
+            self._local_hashes[path] = hash_tree(path)
+        return self._local_hashes[path]
 
     def entry(self, name: str) -> ModelFile:
         try:

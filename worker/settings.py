@@ -18,6 +18,10 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.detectors import DETECTOR_MODULES
+from worker.detectors.clip_linear import ClipLinearConfig
+from worker.detectors.clip_prompt import ClipPromptConfig
+from worker.detectors.clip_reprogram import ClipReprogramConfig
+from worker.detectors.hf_classifier import HfClassifierConfig
 from worker.detectors.meso4 import Meso4Config
 
 PIPELINE_SCHEMA = 1  # bump when the meaning of stored rows changes
@@ -78,6 +82,10 @@ class WorkerSettings(BaseSettings):
     faces: FaceConfig = Field(default_factory=FaceConfig)
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     meso4: Meso4Config = Field(default_factory=Meso4Config)
+    clip_linear: ClipLinearConfig = Field(default_factory=ClipLinearConfig)
+    clip_prompt: ClipPromptConfig = Field(default_factory=ClipPromptConfig)
+    clip_reprogram: ClipReprogramConfig = Field(default_factory=ClipReprogramConfig)
+    hf_classifier: HfClassifierConfig = Field(default_factory=HfClassifierConfig)
 
     @field_validator("detectors", mode="before")
     @classmethod

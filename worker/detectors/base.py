@@ -12,12 +12,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel
 
 from worker.models import ModelStore
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,11 @@ class DetectorLineage:
 
 class Detector(ABC):
     name: ClassVar[str]
-    looks_at: ClassVar[Literal["face", "frame"]]
-    input_size: ClassVar[int]
     code_version: ClassVar[str]  # bump when preprocessing or the network changes
+    # What the detector looks at and its square input side. Class defaults; a detector whose config decides
+    # them (e.g. hf_classifier) sets them in __init__, never later: the pipeline reads them before load().
+    looks_at: Literal["face", "frame"] = "face"
+    input_size: int = 224
 
     def __init__(self, config: BaseModel, store: ModelStore, device: str = "cpu") -> None:
         self.config = config
@@ -74,10 +80,46 @@ class Detector(ABC):
         return np.clip(scores, 0.0, 1.0)
 
     def lineage(self) -> DetectorLineage:
-        weights = {name: self.store.entry(name).sha256 for name in self.weight_names()}
+        weights = {name: self.store.sha256_of(name) for name in self.weight_names()}
         return DetectorLineage(
             name=self.name,
             version=f"{self.name}/{self.code_version}",
             weights=weights,
             config=self.config.model_dump(mode="json"),
         )
+
+
+class TrainableDetector(Detector):
+    """A detector with a small adapter that `dfw train` tunes on a frozen backbone.
+
+    `_predict` must equal `sigmoid(fake_logits(preprocess(batch)))`; training feeds augmented uint8 crops
+    through `preprocess` and optimises only `adapter_parameters()` (the backbone stays frozen, its tensors
+    unchanged). `save_adapter` writes a file in the format `_load` reads for the detector's adapter weights.
+    """
+
+    @abstractmethod
+    def preprocess(self, batch: np.ndarray) -> torch.Tensor:
+        """(N, S, S, 3) uint8 RGB -> the model's input tensor on the detector's device."""
+
+    @abstractmethod
+    def fake_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Differentiable (N,) log-odds that each input is fake."""
+
+    @abstractmethod
+    def adapter_parameters(self) -> list[torch.nn.Parameter]:
+        """The only tensors training may change."""
+
+    @abstractmethod
+    def init_adapter(self, seed: int) -> None:
+        """Fresh adapter parameters for training from scratch (the backbone is loaded, the adapter is not)."""
+
+    @abstractmethod
+    def save_adapter(self, path: Path) -> None:
+        """Write the adapter in the format `_load` reads."""
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            logits = self.fake_logits(self.preprocess(batch))
+            return torch.sigmoid(logits.float()).cpu().numpy()
