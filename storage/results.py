@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from storage.schema import FaceScore, Frame, Media, MediaObject, Track, Verdict
+from storage.schema import FaceScore, Frame, FrameScore, Media, MediaObject, Track, Verdict
 
 MEDIA_FIELDS = (
     "kind",
@@ -76,14 +76,17 @@ def replace_results(
     face_scores: Sequence[dict[str, Any]],
     tracks: Sequence[dict[str, Any]],
     verdict: dict[str, Any],
+    frame_scores: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Store one job's complete results in the caller's transaction, replacing any earlier attempt's."""
-    for table in (FaceScore, Track, Frame):
+    for table in (FaceScore, FrameScore, Track, Frame):
         session.execute(delete(table).where(table.job_id == job_id))
     if frames:
         session.execute(insert(Frame), [{**row, "job_id": job_id} for row in frames])
     if face_scores:
         session.execute(insert(FaceScore), [{**row, "job_id": job_id} for row in face_scores])
+    if frame_scores:
+        session.execute(insert(FrameScore), [{**row, "job_id": job_id} for row in frame_scores])
     if tracks:
         session.execute(insert(Track), [{**row, "job_id": job_id} for row in tracks])
     stmt = insert(Verdict).values(job_id=job_id, **verdict)

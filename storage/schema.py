@@ -148,6 +148,23 @@ class FaceScore(Base):
     score: Mapped[float] = mapped_column(Float)
 
 
+class FrameScore(Base):
+    """One whole-frame detector's score for one sampled frame, with lineage."""
+
+    __tablename__ = "frame_scores"
+    __table_args__ = (UniqueConstraint("job_id", "frame_index", "detector"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    frame_index: Mapped[int] = mapped_column(Integer)
+    timestamp_s: Mapped[float] = mapped_column(Float)
+    detector: Mapped[str] = mapped_column(String(64))
+    detector_version: Mapped[str] = mapped_column(String(128))
+    weights: Mapped[dict[str, Any]] = mapped_column()
+    sampling: Mapped[dict[str, Any]] = mapped_column()
+    score: Mapped[float] = mapped_column(Float)
+
+
 class Track(Base):
     __tablename__ = "tracks"
 

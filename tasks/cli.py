@@ -64,6 +64,77 @@ def scan(
 
 
 @app.command()
+def train(
+    detector: Annotated[str, typer.Argument(help="detector whose adapter to train, e.g. clip_linear")],
+    data: Annotated[Path, typer.Option(help="folder with real/ and fake/, or a manifest CSV")],
+    out: Annotated[Path, typer.Option(help="folder for the adapter file and its manifest entry")],
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    limit_per_source: Annotated[
+        int | None, typer.Option(min=1, help="at most N files per source and label")
+    ] = None,
+    cache: Annotated[Path, typer.Option(help="crop cache folder")] = Path(".dfw-cache/crops"),
+    name: Annotated[str | None, typer.Option(help="adapter file name (default DETECTOR-seedN.pt)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+) -> None:
+    """Train a detector's adapter on a frozen backbone; writes weights, sha256 and a manifest entry."""
+    from tasks.learn import run_train
+
+    options = {
+        "epochs": epochs,
+        "lr": lr,
+        "seed": seed,
+        "batch_size": batch_size,
+        "cache": cache,
+        "name": name,
+        "device": device,
+        "limit_per_source": limit_per_source,
+    }
+    raise typer.Exit(run_train(detector, data, out, options, out, err))
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[Path, typer.Option(help="manifest CSV (path, label, source) or a real/ + fake/ folder")],
+    detectors: Annotated[str | None, typer.Option(help="comma-separated detector names")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, max=1024, help="frames sampled per video")] = None,
+    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="fake threshold")] = None,
+    calibrate_fpr: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="pick and store the threshold giving this FPR on the real items"),
+    ] = None,
+    limit_per_source: Annotated[
+        int | None, typer.Option(min=1, help="at most N files per source and label")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the per-source sample")] = 0,
+    out_file: Annotated[Path | None, typer.Option("--out", help="write the report as JSON")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+) -> None:
+    """AUC, AP, accuracy and FPR per source and overall; abstentions counted; optional FPR calibration."""
+    from tasks.learn import run_eval
+    from tasks.scan import ScanOptions, load_pipeline, scan_settings
+
+    try:
+        settings = scan_settings(
+            ScanOptions(detectors=detectors, frames=frames, threshold=threshold, device=device)
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    pipeline = load_pipeline(settings, err)
+    if isinstance(pipeline, int):
+        raise typer.Exit(pipeline)
+    options = {
+        "calibrate_fpr": calibrate_fpr,
+        "limit_per_source": limit_per_source,
+        "seed": seed,
+        "out": out_file,
+    }
+    raise typer.Exit(run_eval(pipeline, data, options, out, err))
+
+
+@app.command()
 def enqueue(
     urls: Annotated[list[str], typer.Argument(help="s3://bucket/key of uploaded objects")],
     priority: Annotated[int, typer.Option(min=0, max=9, help="0 runs first, 9 last")] = 5,

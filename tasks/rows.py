@@ -39,8 +39,22 @@ def analysis_rows(analysis: Analysis, pipeline: Pipeline) -> dict[str, Any]:
                 "score": score.score,
             }
         )
+    timestamps = {f.index: f.timestamp_s for f in analysis.frames}
+    frame_scores = [
+        {
+            "frame_index": score.frame_index,
+            "timestamp_s": timestamps[score.frame_index],
+            "detector": score.detector,
+            "detector_version": lineages[score.detector].version,
+            "weights": lineages[score.detector].weights,
+            "sampling": sampling,
+            "score": score.score,
+        }
+        for score in analysis.frame_scores
+    ]
     verdict = analysis.verdict
     return {
+        "frame_scores": frame_scores,
         "frames": [
             {
                 "frame_index": f.index,

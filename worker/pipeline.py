@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from worker.aggregate import FaceScore, Verdict, decide_verdict
+import cv2
+import numpy as np
+
+from worker.aggregate import DEFAULT_THRESHOLD, FaceScore, FrameScore, Verdict, decide_verdict
 from worker.detectors import Detector, create_detector
 from worker.devices import choose_device
 from worker.errors import ModelUnavailable
+from worker.evaluation import calibration_key, read_calibration
 from worker.faces.tracking import assign_tracks
 from worker.faces.types import Face
 from worker.faces.yunet import YuNetFaceDetector, crop_face
-from worker.media import MediaInfo, probe_media, sample_frames
+from worker.media import Frame, MediaInfo, probe_media, sample_frames
 from worker.models import ModelStore
 from worker.settings import PIPELINE_SCHEMA, WorkerSettings, settings_digest
 
@@ -54,6 +59,7 @@ class Analysis:
     scores: list[FaceScore]
     verdict: Verdict
     timings: dict[str, float] = field(default_factory=dict)
+    frame_scores: list[FrameScore] = field(default_factory=list)
 
 
 class Pipeline:
@@ -64,6 +70,7 @@ class Pipeline:
         self.face_detector = YuNetFaceDetector(settings.faces, self.store)
         self.detectors: list[Detector] = []
         self.statuses: list[DetectorStatus] = []
+        self.aggregate = settings.aggregate
 
     def load(self) -> list[DetectorStatus]:
         """Load the face detector and every configured detector whose weights are present.
@@ -85,12 +92,25 @@ class Pipeline:
                 continue
             self.detectors.append(detector)
             self.statuses.append(DetectorStatus(name, True))
+        self.aggregate = self.settings.aggregate.model_copy(update={"threshold": self.threshold()})
         if not self.detectors:
             reasons = "; ".join(s.reason for s in self.statuses)
             raise ModelUnavailable(
                 ",".join(self.settings.detectors), f"no detector could be loaded ({reasons})"
             )
         return self.statuses
+
+    def threshold(self) -> float:
+        """The configured threshold, else the calibrated one for the loaded detector set, else 0.5."""
+        if self.settings.aggregate.threshold is not None:
+            return self.settings.aggregate.threshold
+        entry = read_calibration(self.settings.model_dir).get(
+            calibration_key([d.name for d in self.detectors])
+        )
+        if entry:
+            logger.info("threshold %.4f calibrated at FPR %s", entry["threshold"], entry.get("target_fpr"))
+            return float(entry["threshold"])
+        return DEFAULT_THRESHOLD
 
     def lineage(self) -> dict[str, Any]:
         """Everything that decides the numbers this pipeline produces, for storage with every result."""
@@ -104,6 +124,7 @@ class Pipeline:
             for d in self.detectors
         }
         settings["face_detector"] = self.face_detector.lineage()
+        settings["aggregate"] = self.aggregate.model_dump(mode="json")
         return settings
 
     @property
@@ -129,31 +150,51 @@ class Pipeline:
             for f, found in zip(sample.frames, faces_by_frame, strict=True)
         ]
         faces = [face for found in faces_by_frame for face in found]
-        scores = self._score_faces(sample.frames, faces_by_frame, timings)
-        with measure(timings, "aggregate"):
-            verdict = decide_verdict(scores, self.settings.aggregate, sample.requested, sample.decoded)
-        return Analysis(info, sample.method, frames, faces, scores, verdict, timings)
-
-    def _score_faces(
-        self, frames: list[Any], faces_by_frame: list[list[Face]], timings: dict[str, float]
-    ) -> list[FaceScore]:
-        faces = [face for found in faces_by_frame for face in found]
-        images = {f.index: f.image for f in frames}
         scores: list[FaceScore] = []
-        batch_size = self.settings.batch_size
-        margin = self.settings.faces.crop_margin
+        frame_scores: list[FrameScore] = []
         for detector in self.detectors:
             with measure(timings, f"detector:{detector.name}"):
-                values: list[float] = []
-                for start in range(0, len(faces), batch_size):
-                    chunk = faces[start : start + batch_size]
-                    crops = [crop_face(images[f.frame_index], f, detector.input_size, margin) for f in chunk]
-                    values.extend(float(v) for v in detector.predict(crops))
-            scores.extend(
-                FaceScore(f.track_id, f.frame_index, f.face_index, detector.name, v)
-                for f, v in zip(faces, values, strict=True)
-            )
-        return scores
+                if detector.looks_at == "face":
+                    scores.extend(self._score_faces(detector, sample.frames, faces))
+                else:
+                    frame_scores.extend(self._score_frames(detector, sample.frames))
+        with measure(timings, "aggregate"):
+            verdict = decide_verdict(scores, self.aggregate, sample.requested, sample.decoded, frame_scores)
+        return Analysis(info, sample.method, frames, faces, scores, verdict, timings, frame_scores)
+
+    def _score_faces(self, detector: Detector, frames: list[Frame], faces: list[Face]) -> list[FaceScore]:
+        images = {f.index: f.image for f in frames}
+        margin = self.settings.faces.crop_margin
+        makers = [partial(crop_face, images[f.frame_index], f, detector.input_size, margin) for f in faces]
+        values = self._predict_batched(detector, makers)
+        return [
+            FaceScore(f.track_id, f.frame_index, f.face_index, detector.name, v)
+            for f, v in zip(faces, values, strict=True)
+        ]
+
+    def _score_frames(self, detector: Detector, frames: list[Frame]) -> list[FrameScore]:
+        makers = [partial(square_frame, f.image, detector.input_size) for f in frames]
+        values = self._predict_batched(detector, makers)
+        return [FrameScore(f.index, detector.name, v) for f, v in zip(frames, values, strict=True)]
+
+    def _predict_batched(self, detector: Detector, makers: Sequence[Callable[[], np.ndarray]]) -> list[float]:
+        """Build inputs one batch at a time (crops are made lazily, so memory stays one batch wide)."""
+        size = self.settings.batch_size
+        values: list[float] = []
+        for start in range(0, len(makers), size):
+            batch = [make() for make in makers[start : start + size]]
+            values.extend(float(v) for v in detector.predict(batch))
+        return values
+
+
+def square_frame(image: np.ndarray, size: int) -> np.ndarray:
+    """The centre square of a frame, resized so its side is `size` (what whole-frame detectors see)."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = image[top : top + side, left : left + side]
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
+    return np.ascontiguousarray(cv2.resize(square, (size, size), interpolation=interpolation))
 
 
 @contextmanager

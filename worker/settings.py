@@ -59,8 +59,14 @@ class FaceConfig(BaseModel):
 
 
 class AggregateConfig(BaseModel):
-    policy: Literal["max_track_mean/1"] = "max_track_mean/1"
-    threshold: float = Field(default=0.5, gt=0, lt=1, description="score at or above which media is fake")
+    policy: Literal["max_track_mean/2"] = "max_track_mean/2"
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="score at or above which media is fake; unset: the calibrated one for the detector set "
+        "(`dfw eval --calibrate-fpr`), else 0.5",
+    )
     uncertain_margin: float = Field(
         default=0.1, ge=0, lt=1, description="scores in [threshold - margin, threshold) are uncertain"
     )

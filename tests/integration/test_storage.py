@@ -68,7 +68,7 @@ def results(score: float, label: str) -> dict:
             "label": label,
             "score": score,
             "threshold": 0.5,
-            "policy": "max_track_mean/1",
+            "policy": "max_track_mean/2",
             "detectors": {"meso4": score},
             "frames_requested": 1,
             "frames_decoded": 1,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.aggregate import FaceScore, decide_verdict, label_score, score_tracks
+from worker.aggregate import FaceScore, FrameScore, decide_verdict, label_score, score_tracks
 from worker.settings import AggregateConfig
 
 
@@ -48,3 +48,18 @@ def test_track_score_averages_detectors_and_frames() -> None:
 )
 def test_labels_around_threshold(score: float, label: str) -> None:
     assert label_score(score, AggregateConfig(threshold=0.5, uncertain_margin=0.1)) == label
+
+
+def test_frame_detectors_join_the_face_part_as_a_mean() -> None:
+    faces = scores(0, range(4), "meso4", 0.8)
+    frames = [FrameScore(f, "clip_linear", v) for f, v in enumerate((0.2, 0.4, 0.2, 0.4))]
+    verdict = decide_verdict(faces, AggregateConfig(), 4, 4, frames)
+    assert verdict.detectors == {"meso4": pytest.approx(0.8), "clip_linear": pytest.approx(0.3)}
+    assert verdict.score == pytest.approx(0.55) and verdict.label == "fake"
+
+
+def test_frame_detectors_answer_when_there_is_no_face() -> None:
+    frames = [FrameScore(0, "clip_linear", 0.1)]
+    verdict = decide_verdict([], AggregateConfig(), 1, 1, frames)
+    assert verdict.label == "real" and verdict.score == pytest.approx(0.1)
+    assert verdict.coverage.faces == 0

@@ -97,6 +97,18 @@ class TrainableDetector(Detector):
     unchanged). `save_adapter` writes a file in the format `_load` reads for the detector's adapter weights.
     """
 
+    adapter_field: ClassVar[str] = "weights"  # the config field naming the adapter file, e.g. "head"
+
+    @abstractmethod
+    def _load_backbone(self) -> None:
+        """Load the frozen backbone only (no adapter weights): what training from scratch starts from."""
+
+    def load_for_training(self, seed: int) -> None:
+        """Backbone loaded, adapter freshly initialised: ready for `dfw train`."""
+        self._load_backbone()
+        self.init_adapter(seed)
+        self.loaded = True
+
     @abstractmethod
     def preprocess(self, batch: np.ndarray) -> torch.Tensor:
         """(N, S, S, 3) uint8 RGB -> the model's input tensor on the detector's device."""
