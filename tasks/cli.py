@@ -67,7 +67,9 @@ def scan(
 def train(
     detector: Annotated[str, typer.Argument(help="detector whose adapter to train, e.g. clip_linear")],
     data: Annotated[Path, typer.Option(help="folder with real/ and fake/, or a manifest CSV")],
-    out: Annotated[Path, typer.Option(help="folder for the adapter file and its manifest entry")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="folder for the adapter file and its manifest entry")
+    ],
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
@@ -92,7 +94,7 @@ def train(
         "device": device,
         "limit_per_source": limit_per_source,
     }
-    raise typer.Exit(run_train(detector, data, out, options, out, err))
+    raise typer.Exit(run_train(detector, data, out_dir, options, out, err))
 
 
 @app.command("eval")
