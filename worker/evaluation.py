@@ -108,14 +108,25 @@ class Report:
         }
 
 
+def source_metrics(group: list[Scored], reals: list[Scored], key: str, threshold: float) -> dict[str, Any]:
+    """A source's metrics; a source with fakes only is ranked against every real item (`auc_vs`)."""
+    result = metrics(group, key, threshold)
+    result["auc_vs"] = "source"
+    if result["n_real"] == 0 and reals:
+        pooled = metrics(group + reals, key, threshold)
+        result.update(auc=pooled["auc"], ap=pooled["ap"], auc_vs="all_real")
+    return result
+
+
 def build_report(items: list[Scored], keys: list[str], threshold: float) -> Report:
     report = Report(threshold, keys)
     report.overall = {key: metrics(items, key, threshold) for key in keys}
     groups: dict[str, list[Scored]] = defaultdict(list)
     for item in items:
         groups[item.example.source].append(item)
+    reals = [item for item in items if item.example.label == 0]
     report.by_source = {
-        source: {key: metrics(group, key, threshold) for key in keys}
+        source: {key: source_metrics(group, reals, key, threshold) for key in keys}
         for source, group in sorted(groups.items())
     }
     counts: dict[str, int] = defaultdict(int)
