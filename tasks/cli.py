@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,8 @@ db_app = typer.Typer(help="The results database.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 
-out = Console(width=None if sys.stdout.isatty() else 160)
+# Off a terminal rich assumes 80 columns; tables of paths and metrics read better wider (COLUMNS wins).
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 err = Console(stderr=True)
 
 EXIT_USAGE = 2
