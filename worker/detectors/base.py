@@ -41,6 +41,9 @@ class Detector(ABC):
     # them (e.g. hf_classifier) sets them in __init__, never later: the pipeline reads them before load().
     looks_at: Literal["face", "frame"] = "face"
     input_size: int = 224
+    # Largest batch one forward pass takes; None = whatever the caller sends. Set where measured: on CPU,
+    # MesoNet's full-resolution activations fall out of cache above a few items (bench/detectors.py).
+    max_batch: int | None = None
 
     def __init__(self, config: BaseModel, store: ModelStore, device: str = "cpu") -> None:
         self.config = config
@@ -76,7 +79,9 @@ class Detector(ABC):
         expected = (self.input_size, self.input_size, 3)
         if stacked.shape[1:] != expected:
             raise ValueError(f"{self.name} expects items of shape {expected}, got {stacked.shape[1:]}")
-        scores = np.asarray(self._predict(stacked), np.float64).reshape(-1)
+        step = self.max_batch or len(stacked)
+        parts = [self._predict(stacked[start : start + step]) for start in range(0, len(stacked), step)]
+        scores = np.concatenate([np.asarray(p, np.float64).reshape(-1) for p in parts])
         return np.clip(scores, 0.0, 1.0)
 
     def lineage(self) -> DetectorLineage:
