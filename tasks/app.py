@@ -13,14 +13,14 @@ from tasks.settings import get_service_settings
 
 logger = logging.getLogger(__name__)
 
-QUEUES = ("detect", "explain", "maintenance")
+OTHER_QUEUES = ("explain", "maintenance")
 
 
 def create_app() -> Celery:
     settings = get_service_settings()
     app = Celery("dfw", broker=settings.broker_url, include=["tasks.detect"])
     app.conf.update(
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name) for name in (settings.detect_queue, *OTHER_QUEUES)],
         task_default_queue=settings.detect_queue,
         task_routes={"dfw.detect_media": {"queue": settings.detect_queue}},
         task_serializer="json",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +53,29 @@ def worker_env(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
     monkeypatch.setenv("DFW_MODEL_FETCH", "false")
 
 
+def run_cli(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`dfw ARGS` in a new process, as operators run it, with `env` over this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "tasks.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", **env},
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torch_one_thread() -> Iterator[None]:
+    """Model code runs on one thread in tests (two cores, shared with the services and workers)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -82,14 +107,20 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url() -> str:
+    return os.environ.get("DFW_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def detect_queue(redis_url: str) -> Iterator[str]:
+    """A queue of this test's own, so that test runs sharing the Redis server never see each other's tasks."""
     import redis
 
-    url = os.environ.get("DFW_TEST_REDIS", "redis://127.0.0.1:6379/15")
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
+    name = f"detect-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{name}*"):
+        client.delete(key)
     client.close()
 
 

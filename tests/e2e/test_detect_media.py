@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def service_env(postgres_url, redis_url, s3_endpoint, models_dir, tmp_path) -> dict[str, str]:
+def service_env(postgres_url, redis_url, detect_queue, s3_endpoint, models_dir, tmp_path) -> dict[str, str]:
     work = tmp_path / "downloads"
     work.mkdir()
     env = dict(os.environ)
@@ -33,6 +33,7 @@ def service_env(postgres_url, redis_url, s3_endpoint, models_dir, tmp_path) -> d
         {
             "DFW_DATABASE_URL": postgres_url,
             "DFW_BROKER_URL": redis_url,
+            "DFW_DETECT_QUEUE": detect_queue,
             "DFW_S3_ENDPOINT_URL": s3_endpoint,
             "DFW_S3_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "testing",
@@ -58,7 +59,7 @@ def worker_log(service_env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
                 "tasks.cli",
                 "worker",
                 "--queues",
-                "detect",
+                service_env["DFW_DETECT_QUEUE"],
                 "--concurrency",
                 "1",
                 "--hostname",

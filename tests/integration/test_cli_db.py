@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -19,24 +18,17 @@ from storage.jobs import claim_job, find_or_create_job, finish_job
 from storage.migrate import current_revision
 from storage.results import replace_results, upsert_media
 from storage.schema import Base
-from tests.conftest import REPO
+from tests.conftest import run_cli
 from tests.integration.test_storage import INFO, results
 
 pytestmark = pytest.mark.integration
 
 
 def dfw(*args: str, database_url: str, models: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DFW_DATABASE_URL": database_url, "COLUMNS": "200"}
+    env = {"DFW_DATABASE_URL": database_url}
     if models:
         env["DFW_MODEL_DIR"] = str(models)
-    return subprocess.run(
-        [sys.executable, "-m", "tasks.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-    )
+    return run_cli(*args, env=env, timeout=120)
 
 
 @pytest.fixture

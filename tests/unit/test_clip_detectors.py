@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,11 @@ from tests.conftest import REPO
 from tests.tiny_models import tiny_clip
 from worker.detectors import detector_class
 from worker.detectors.base import TrainableDetector
-from worker.detectors.clip_backbone import ClipBackboneConfig
+from worker.detectors.clip_backbone import ClipBackboneConfig, declared_image_size
 from worker.detectors.clip_linear import (
     ClipLinearConfig,
     ClipLinearDetector,
     build_head,
-    declared_image_size,
     load_head,
     read_head_state,
 )
@@ -39,14 +38,6 @@ pytest.importorskip("open_clip")
 
 KINDS = ("clip_linear", "clip_prompt")
 N_IMAGES = 4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

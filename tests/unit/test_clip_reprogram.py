@@ -8,7 +8,6 @@ on a tiny random ONNX graph when onnx and onnxruntime are.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -61,14 +60,6 @@ class PixelProjectionIdentity:
         small = [cv2.resize(face, (16, 16), interpolation=cv2.INTER_AREA) for face in faces]
         pixels = np.asarray(small, np.float32).reshape(len(faces), -1) / 255.0
         return pixels @ self.matrix / 16.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_cli
 
 IMAGE = "real/deepface_photos/deepface_img10.jpg"
 VIDEO = "real/inthewild_video/itw_RealTaxi.mp4"
 
 
 def run_dfw(*args: str, models: Path, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "DFW_MODEL_DIR": str(models),
-        "DFW_MODEL_FETCH": "false",
-        "OMP_NUM_THREADS": "1",
-        "COLUMNS": "200",
-        **(extra_env or {}),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "tasks.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    return run_cli(*args, env={"DFW_MODEL_DIR": str(models), "DFW_MODEL_FETCH": "false", **(extra_env or {})})
 
 
 @pytest.fixture

@@ -4,15 +4,13 @@ backbone for the trainable adapter (never presented as a trained model), the rea
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_cli
 from tests.tiny_models import tiny_clip
 from worker.models import sha256_file
 
@@ -29,14 +27,7 @@ FAKES = [
 
 
 def dfw(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tasks.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", **env},
-        cwd=REPO,
-        timeout=600,
-    )
+    return run_cli(*args, env=env)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ is how the tests build tiny random backbones.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_IMAGE_SIZE = 224
 OPENAI_ARCHIVE_EXTRA_KEYS = ("input_resolution", "context_length", "vocab_size")
 
 
@@ -58,6 +61,42 @@ class ClipBackbone:
     def parameters_snapshot(self) -> dict[str, torch.Tensor]:
         """Copies of every backbone tensor, to prove training left them unchanged."""
         return {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
+
+
+def open_clip_config_path(config: ClipBackboneConfig) -> Path | None:
+    """The JSON file describing the backbone's architecture, found without importing open_clip."""
+    if config.model_config_path:
+        path = Path(config.model_config_path).expanduser()
+        return path / f"{config.model}.json" if path.is_dir() else path
+    spec = importlib.util.find_spec("open_clip")  # locates the package, does not execute it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "model_configs" / f"{config.model}.json"
+
+
+def declared_image_size(config: ClipBackboneConfig) -> int:
+    """The backbone's square input side, known before load() (the pipeline reads `input_size` first)."""
+    path = open_clip_config_path(config)
+    if path is None or not path.is_file():
+        return DEFAULT_IMAGE_SIZE
+    size = json.loads(path.read_text()).get("vision_cfg", {}).get("image_size", DEFAULT_IMAGE_SIZE)
+    return int(size[0] if isinstance(size, list | tuple) else size)
+
+
+def check_image_size(detector: str, backbone: ClipBackbone, declared: int) -> None:
+    if backbone.image_size != declared:
+        raise ValueError(
+            f"{detector}: the loaded CLIP backbone takes {backbone.image_size}px images but its config "
+            f"declared {declared}px"
+        )
+
+
+def image_embed_dim(backbone: ClipBackbone) -> int:
+    """Width of `encode_image` features (the joint embedding: 768 for ViT-L/14)."""
+    dim = getattr(backbone.model.visual, "output_dim", None)
+    if not isinstance(dim, int):
+        raise ValueError("the CLIP image tower does not declare its output width (visual.output_dim)")
+    return dim
 
 
 def read_clip_state(path: Path) -> dict[str, Any]:

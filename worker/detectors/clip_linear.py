@@ -19,8 +19,6 @@ The adapter file is the public format: a state dict with `weight` (1, embed_dim)
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,7 +26,13 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from worker.detectors.base import TrainableDetector
-from worker.detectors.clip_backbone import ClipBackbone, ClipBackboneConfig
+from worker.detectors.clip_backbone import (
+    ClipBackbone,
+    ClipBackboneConfig,
+    check_image_size,
+    declared_image_size,
+    image_embed_dim,
+)
 from worker.models import ModelStore
 
 if TYPE_CHECKING:
@@ -37,7 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMAGE_SIZE = 224
 HEAD_INIT_STD = 0.02  # UnivFD's --init_gain for the head's weight
 
 
@@ -45,42 +48,6 @@ class ClipLinearConfig(BaseModel):
     backbone: ClipBackboneConfig = Field(default_factory=ClipBackboneConfig)
     head: str = Field(default="univfd_fc_weights.pth", description="linear head: model-store name or path")
     looks_at: Literal["face", "frame"] = "frame"
-
-
-def open_clip_config_path(config: ClipBackboneConfig) -> Path | None:
-    """The JSON file describing the backbone's architecture, found without importing open_clip."""
-    if config.model_config_path:
-        path = Path(config.model_config_path).expanduser()
-        return path / f"{config.model}.json" if path.is_dir() else path
-    spec = importlib.util.find_spec("open_clip")  # locates the package, does not execute it
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "model_configs" / f"{config.model}.json"
-
-
-def declared_image_size(config: ClipBackboneConfig) -> int:
-    """The backbone's square input side, known before load() (the pipeline reads `input_size` first)."""
-    path = open_clip_config_path(config)
-    if path is None or not path.is_file():
-        return DEFAULT_IMAGE_SIZE
-    size = json.loads(path.read_text()).get("vision_cfg", {}).get("image_size", DEFAULT_IMAGE_SIZE)
-    return int(size[0] if isinstance(size, list | tuple) else size)
-
-
-def check_image_size(detector: str, backbone: ClipBackbone, declared: int) -> None:
-    if backbone.image_size != declared:
-        raise ValueError(
-            f"{detector}: the loaded CLIP backbone takes {backbone.image_size}px images but its config "
-            f"declared {declared}px"
-        )
-
-
-def image_embed_dim(backbone: ClipBackbone) -> int:
-    """Width of `encode_image` features (the joint embedding: 768 for ViT-L/14)."""
-    dim = getattr(backbone.model.visual, "output_dim", None)
-    if not isinstance(dim, int):
-        raise ValueError("the CLIP image tower does not declare its output width (visual.output_dim)")
-    return dim
 
 
 def read_head_state(path: Path) -> dict[str, torch.Tensor]:

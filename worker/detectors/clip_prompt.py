@@ -29,8 +29,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from worker.detectors.base import TrainableDetector
-from worker.detectors.clip_backbone import ClipBackbone, ClipBackboneConfig
-from worker.detectors.clip_linear import check_image_size, declared_image_size
+from worker.detectors.clip_backbone import (
+    ClipBackbone,
+    ClipBackboneConfig,
+    check_image_size,
+    declared_image_size,
+)
 from worker.models import ModelStore
 
 if TYPE_CHECKING:
