@@ -24,10 +24,40 @@ def users_of_weights(settings: WorkerSettings, store: ModelStore) -> dict[str, l
     return users
 
 
+def detector_rows(settings: WorkerSettings, store: ModelStore) -> list[dict[str, Any]]:
+    """Each registered detector: configured or not, the weight files it would load, or what is missing."""
+    rows = []
+    for name in DETECTOR_MODULES:
+        detector = create_detector(name, settings.detector_config(name), store)
+        refs = detector.weight_names()
+        missing: list[str] = []
+        weights: dict[str, str] = {}
+        for ref in refs:
+            try:
+                store.resolve(ref)
+                weights[ref] = store.sha256_of(ref)
+            except ModelUnavailable as exc:
+                missing.append(f"{ref}: {exc.reason}")
+        status = "not configured" if not refs else "unavailable" if missing else "available"
+        version = detector.lineage().version if status == "available" else None
+        rows.append(
+            {
+                "detector": name,
+                "status": status,
+                "enabled": name in settings.detectors,
+                "version": version,
+                "weights": weights,
+                "missing": missing,
+            }
+        )
+    return rows
+
+
 def list_models(out: Console, as_json: bool) -> None:
     settings = WorkerSettings()
     store = ModelStore(settings.model_dir, allow_fetch=False)
     users = users_of_weights(settings, store)
+    detectors = detector_rows(settings, store)
     rows: list[dict[str, Any]] = [
         {
             "name": s.entry.name,
@@ -43,7 +73,7 @@ def list_models(out: Console, as_json: bool) -> None:
         for s in store.statuses()
     ]
     if as_json:
-        out.print_json(json.dumps({"cache": str(store.cache_dir), "models": rows}))
+        out.print_json(json.dumps({"cache": str(store.cache_dir), "models": rows, "detectors": detectors}))
         return
     table = Table(title=f"model cache {store.cache_dir}")
     for column in ("name", "status", "used by", "size", "sha256", "license"):
@@ -59,6 +89,24 @@ def list_models(out: Console, as_json: bool) -> None:
             row["license"],
         )
     out.print(table)
+    out.print(detectors_table(detectors))
+
+
+def detectors_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="detectors")
+    for column in ("detector", "enabled", "status", "version", "weights loaded / missing"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        colour = {"available": "green", "unavailable": "red"}.get(row["status"], "yellow")
+        detail = row["missing"] or [f"{ref} ({sha[:12]})" for ref, sha in row["weights"].items()]
+        table.add_row(
+            row["detector"],
+            "yes" if row["enabled"] else "",
+            f"[{colour}]{row['status']}[/{colour}]",
+            row["version"] or "",
+            "\n".join(detail),
+        )
+    return table
 
 
 def verify_models(out: Console) -> int:

@@ -145,7 +145,7 @@ def test_detect_media_end_to_end(service_env, worker_log, s3_client, bucket, dev
         assert verdict.faces >= verdict.frames_decoded // 2 and verdict.tracks >= 1
         scores = session.execute(select(FaceScore).where(FaceScore.job_id == video.id)).scalars().all()
         assert len(scores) == verdict.faces
-        assert all(s.detector == "meso4" and s.detector_version == "meso4/1" for s in scores)
+        assert all(s.detector == "meso4" and s.detector_version.startswith("meso4/1@") for s in scores)
         assert all(
             len(s.weights["Meso4_DF.h5"]) == 64 and s.sampling["frames_requested"] == 16 for s in scores
         )

@@ -89,4 +89,10 @@ def test_models_list_and_verify(models_dir: Path, postgres_url: str) -> None:
     models = {m["name"]: m for m in json.loads(listed.stdout)["models"]}
     assert models["Meso4_DF.h5"]["verified"] and "meso4" in models["Meso4_DF.h5"]["used_by"]
     assert models["face_detection_yunet_2023mar.onnx"]["verified"]
+    detectors = {d["detector"]: d for d in json.loads(listed.stdout)["detectors"]}
+    assert detectors["meso4"]["status"] == "available" and detectors["meso4"]["enabled"]
+    assert detectors["meso4"]["version"].startswith("meso4/1@")
+    assert detectors["clip_linear"]["status"] == "unavailable"
+    assert any("ViT-L-14.pt" in line for line in detectors["clip_linear"]["missing"])
+    assert detectors["hf_classifier"]["status"] == "not configured"
     assert dfw("models", "verify", database_url=postgres_url, models=models_dir).returncode == 0

@@ -45,7 +45,7 @@ def results(score: float, label: str) -> dict:
         "box_h": 40.0,
         "face_confidence": 0.9,
         "detector": "meso4",
-        "detector_version": "meso4/1",
+        "detector_version": "meso4/1@0123abcd",
         "weights": {"Meso4_DF.h5": "abc"},
         "sampling": {"frames_requested": 1},
         "score": score,

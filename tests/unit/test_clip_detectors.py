@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from tests.conftest import REPO
 from tests.tiny_models import tiny_clip
 from worker.detectors import detector_class
-from worker.detectors.base import TrainableDetector
+from worker.detectors.base import TrainableDetector, weights_digest
 from worker.detectors.clip_backbone import ClipBackboneConfig, declared_image_size
 from worker.detectors.clip_linear import (
     ClipLinearConfig,
@@ -213,7 +213,7 @@ def test_lineage_has_the_sha256_of_the_loaded_files(
     detector, adapter = loaded(kind)
     assert getattr(detector.config, detector.adapter_field) == str(adapter)
     lineage = detector.lineage()
-    assert lineage.version == f"{kind}/1"
+    assert lineage.version == f"{kind}/1@{weights_digest(lineage.weights)}"
     assert lineage.weights == {
         backbone_config.weights: sha256_file(Path(backbone_config.weights)),
         str(adapter): sha256_file(adapter),

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import REPO
 from worker.detectors import detector_class
+from worker.detectors.base import weights_digest
 from worker.detectors.hf_classifier import (
     HfClassifierConfig,
     HfClassifierDetector,
@@ -417,7 +418,7 @@ def test_load_corrects_an_input_size_that_changed(tmp_path: Path, caplog: pytest
 def test_lineage_hashes_the_directory(checkpoint: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     directory = checkpoint[0]
     lineage = make_detector(str(directory), tmp_path).lineage()
-    assert lineage.version == "hf_classifier/1"
+    assert lineage.version == f"hf_classifier/1@{weights_digest(lineage.weights)}"
     assert list(lineage.weights) == [str(directory)]
     digest = lineage.weights[str(directory)]
     assert re.fullmatch(r"[0-9a-f]{64}", digest) and digest == hash_tree(directory)
@@ -447,7 +448,7 @@ def test_pinned_repo_resolves_in_the_hf_cache(
     cached.load()
     np.testing.assert_allclose(cached.predict(list(images)), detector.predict(list(images)), atol=1e-5)
     lineage = cached.lineage()
-    assert lineage.version == f"hf_classifier/1@{COMMIT}"
+    assert lineage.version == f"hf_classifier/1@{weights_digest(lineage.weights)}@{COMMIT}"
     assert lineage.weights == {str(snapshot): hash_tree(snapshot)}
 
     other = make_detector("some-org/tiny-vit", tmp_path, revision="f" * 40)

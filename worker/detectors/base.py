@@ -9,6 +9,7 @@ the probability that it is fake, in [0, 1].
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,12 @@ class DetectorLineage:
     version: str
     weights: dict[str, str] = field(default_factory=dict)  # model-store name -> sha256
     config: dict[str, Any] = field(default_factory=dict)
+
+
+def weights_digest(weights: dict[str, str]) -> str:
+    """8 hex characters identifying a set of weight files by their sha256s."""
+    text = "|".join(f"{name}={sha}" for name, sha in sorted(weights.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 class Detector(ABC):
@@ -85,10 +92,12 @@ class Detector(ABC):
         return np.clip(scores, 0.0, 1.0)
 
     def lineage(self) -> DetectorLineage:
+        """Name, version and weights. The version names the weights too (`meso4/1@036ed30d`): a detector
+        on a test backbone or a retrained adapter never shares a version string with another."""
         weights = {name: self.store.sha256_of(name) for name in self.weight_names()}
         return DetectorLineage(
             name=self.name,
-            version=f"{self.name}/{self.code_version}",
+            version=f"{self.name}/{self.code_version}@{weights_digest(weights)}",
             weights=weights,
             config=self.config.model_dump(mode="json"),
         )
