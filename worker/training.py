@@ -182,8 +182,7 @@ def train_adapter(
         param.requires_grad_(True)
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     fakes = float(data.labels.sum())
-    pos_weight = torch.tensor((len(data.labels) - fakes) / max(fakes, 1.0), device=detector.device)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    detector.pos_weight = torch.tensor((len(data.labels) - fakes) / max(fakes, 1.0), device=detector.device)
     started, steps, loss_value = time.perf_counter(), 0, float("nan")
     total = epochs * ((len(data.labels) + batch_size - 1) // batch_size)
     for _ in range(epochs):
@@ -192,7 +191,7 @@ def train_adapter(
             index = order[start : start + batch_size]
             batch = np.stack([augment(data.crops[i], rng) for i in index])
             target = torch.from_numpy(data.labels[index]).to(detector.device)
-            loss = loss_fn(detector.fake_logits(detector.preprocess(batch)).float(), target)
+            loss = detector.training_loss(detector.preprocess(batch), target)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

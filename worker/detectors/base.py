@@ -112,6 +112,7 @@ class TrainableDetector(Detector):
     """
 
     adapter_field: ClassVar[str] = "weights"  # the config field naming the adapter file, e.g. "head"
+    pos_weight: Any = None  # tensor set by the trainer: weight of the fake class in the default loss
 
     @abstractmethod
     def _load_backbone(self) -> None:
@@ -130,6 +131,16 @@ class TrainableDetector(Detector):
     @abstractmethod
     def fake_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """Differentiable (N,) log-odds that each input is fake."""
+
+    def training_loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss `dfw train` minimises (labels: 1 fake, 0 real). Default: binary cross-entropy on the
+        fake log-odds, classes weighted by `pos_weight` set by the trainer. A detector whose paper trains
+        with another objective (e.g. a language-modelling loss on answer tokens) overrides this."""
+        import torch
+
+        loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=self.pos_weight)
+        loss: torch.Tensor = loss_fn(self.fake_logits(inputs).float(), labels)
+        return loss
 
     @abstractmethod
     def adapter_parameters(self) -> list[torch.nn.Parameter]:
