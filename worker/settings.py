@@ -23,6 +23,9 @@ from worker.detectors.clip_prompt import ClipPromptConfig
 from worker.detectors.clip_reprogram import ClipReprogramConfig
 from worker.detectors.hf_classifier import HfClassifierConfig
 from worker.detectors.meso4 import Meso4Config
+from worker.detectors.vqa_prompt import VqaPromptConfig
+from worker.explain.lvlm_http import LvlmHttpConfig
+from worker.explain.lvlm_local import LvlmLocalConfig
 
 PIPELINE_SCHEMA = 1  # bump when the meaning of stored rows changes
 
@@ -72,6 +75,16 @@ class AggregateConfig(BaseModel):
     )
 
 
+class ExplainConfig(BaseModel):
+    explainer: Literal["evidence", "lvlm_local", "lvlm_http"] = "evidence"
+    policy: Literal["all", "flagged", "none"] = Field(
+        default="flagged", description="which verdicts get an explanation: flagged = fake or uncertain"
+    )
+    top_k: int = Field(default=4, ge=1, le=32, description="most suspicious faces or frames sent along")
+    lvlm_local: LvlmLocalConfig = Field(default_factory=LvlmLocalConfig)
+    lvlm_http: LvlmHttpConfig = Field(default_factory=LvlmHttpConfig)
+
+
 class WorkerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DFW_", env_nested_delimiter="__", extra="ignore")
 
@@ -92,6 +105,8 @@ class WorkerSettings(BaseSettings):
     clip_prompt: ClipPromptConfig = Field(default_factory=ClipPromptConfig)
     clip_reprogram: ClipReprogramConfig = Field(default_factory=ClipReprogramConfig)
     hf_classifier: HfClassifierConfig = Field(default_factory=HfClassifierConfig)
+    vqa_prompt: VqaPromptConfig = Field(default_factory=VqaPromptConfig)
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
 
     @field_validator("detectors", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ DETECTOR_MODULES: dict[str, str] = {
     "clip_prompt": "worker.detectors.clip_prompt",
     "clip_reprogram": "worker.detectors.clip_reprogram",
     "hf_classifier": "worker.detectors.hf_classifier",
+    "vqa_prompt": "worker.detectors.vqa_prompt",
 }
 
 
