@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.schema import FaceScore, Job, Media, MediaObject, Track, Verdict
+from storage.schema import Explanation, FaceScore, FrameScore, Job, Media, MediaObject, Track, Verdict
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -81,16 +81,50 @@ def find_jobs(session: Session, ref: str) -> list[dict[str, Any]]:
         query = query.where(Media.sha256 == ref)
     else:
         raise ValueError(f"{ref!r} is neither a job id nor a sha256")
-    return [job_dict(job, media, verdict) for job, media, verdict in session.execute(query).all()]
+    jobs = [job_dict(job, media, verdict) for job, media, verdict in session.execute(query).all()]
+    return attach_explanations(session, jobs)
+
+
+def explanation_dict(row: Explanation) -> dict[str, Any]:
+    return {
+        "explainer": row.explainer,
+        "text": row.text,
+        "agrees": row.agrees,
+        "answer": row.answer,
+        "model": row.model,
+        "revision": row.revision,
+        "latency_s": row.latency_s,
+        "created_at": iso(row.created_at),
+    }
+
+
+def attach_explanations(session: Session, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each job gets `explanation`: its newest one (None if there is none), in one query for all jobs."""
+    ids = [job["job_id"] for job in jobs]
+    newest: dict[int, Explanation] = {}
+    if ids:
+        rows = session.execute(
+            select(Explanation).where(Explanation.job_id.in_(ids)).order_by(Explanation.created_at)
+        ).scalars()
+        newest = {row.job_id: row for row in rows}
+    for job in jobs:
+        row = newest.get(job["job_id"])
+        job["explanation"] = explanation_dict(row) if row else None
+    return jobs
 
 
 def job_details(session: Session, job_id: int) -> dict[str, Any]:
-    """Per-track and per-face rows of one job."""
+    """Per-track, per-face and per-frame score rows of one job."""
     tracks = session.execute(select(Track).where(Track.job_id == job_id).order_by(Track.track_id)).scalars()
     faces = session.execute(
         select(FaceScore)
         .where(FaceScore.job_id == job_id)
         .order_by(FaceScore.frame_index, FaceScore.face_index, FaceScore.detector)
+    ).scalars()
+    frames = session.execute(
+        select(FrameScore)
+        .where(FrameScore.job_id == job_id)
+        .order_by(FrameScore.frame_index, FrameScore.detector)
     ).scalars()
     return {
         "tracks": [
@@ -112,11 +146,22 @@ def job_details(session: Session, job_id: int) -> dict[str, Any]:
                 "face_index": f.face_index,
                 "track_id": f.track_id,
                 "box": [f.box_x, f.box_y, f.box_w, f.box_h],
+                "face_confidence": f.face_confidence,
                 "detector": f.detector,
                 "detector_version": f.detector_version,
                 "score": f.score,
             }
             for f in faces
+        ],
+        "frame_scores": [
+            {
+                "frame_index": f.frame_index,
+                "timestamp_s": f.timestamp_s,
+                "detector": f.detector,
+                "detector_version": f.detector_version,
+                "score": f.score,
+            }
+            for f in frames
         ],
     }
 
@@ -133,7 +178,8 @@ def flagged(
         .order_by(Verdict.score.desc().nulls_last(), Job.finished_at.desc())
         .limit(limit)
     )
-    return [job_dict(job, media, verdict) for job, media, verdict in session.execute(query).all()]
+    jobs = [job_dict(job, media, verdict) for job, media, verdict in session.execute(query).all()]
+    return attach_explanations(session, jobs)
 
 
 def object_keys(session: Session, media_id: int) -> list[tuple[str, str]]:

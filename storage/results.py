@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from storage.schema import FaceScore, Frame, FrameScore, Media, MediaObject, Track, Verdict
+from storage.schema import Explanation, FaceScore, Frame, FrameScore, Media, MediaObject, Track, Verdict
 
 MEDIA_FIELDS = (
     "kind",
@@ -92,5 +92,15 @@ def replace_results(
     stmt = insert(Verdict).values(job_id=job_id, **verdict)
     stmt = stmt.on_conflict_do_update(
         index_elements=[Verdict.job_id], set_={**verdict, "created_at": func.now()}
+    )
+    session.execute(stmt)
+
+
+def upsert_explanation(session: Session, job_id: int, explanation: dict[str, Any]) -> None:
+    """One explanation per job and explainer; a rerun replaces it."""
+    stmt = insert(Explanation).values(job_id=job_id, **explanation)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Explanation.job_id, Explanation.explainer],
+        set_={**explanation, "created_at": func.now()},
     )
     session.execute(stmt)

@@ -192,3 +192,24 @@ class Verdict(Base):
     faces: Mapped[int] = mapped_column(Integer)
     tracks: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Explanation(Base):
+    """A short text about a verdict, from the evidence or a language model: stored as data, never obeyed."""
+
+    __tablename__ = "explanations"
+    __table_args__ = (UniqueConstraint("job_id", "explainer"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    explainer: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[str | None] = mapped_column(String(128))
+    prompt: Mapped[str | None] = mapped_column(Text)
+    # what was shown to the explainer: frame indices, tracks, scores (before `text`, which shadows sql text())
+    evidence: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    text: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(String(16))
+    agrees: Mapped[bool | None] = mapped_column(Boolean)
+    latency_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -6,23 +6,29 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import celeryd_after_setup, worker_process_init
 from kombu import Queue
 
 from tasks.settings import get_service_settings
 
 logger = logging.getLogger(__name__)
 
-OTHER_QUEUES = ("explain", "maintenance")
+MAINTENANCE_QUEUE = "maintenance"
+CONSUMED: set[str] = set()  # queues this worker consumes; set in the parent, inherited by forked children
 
 
 def create_app() -> Celery:
     settings = get_service_settings()
-    app = Celery("dfw", broker=settings.broker_url, include=["tasks.detect"])
+    app = Celery("dfw", broker=settings.broker_url, include=["tasks.detect", "tasks.explain"])
     app.conf.update(
-        task_queues=[Queue(name) for name in (settings.detect_queue, *OTHER_QUEUES)],
+        task_queues=[
+            Queue(name) for name in (settings.detect_queue, settings.explain_queue, MAINTENANCE_QUEUE)
+        ],
         task_default_queue=settings.detect_queue,
-        task_routes={"dfw.detect_media": {"queue": settings.detect_queue}},
+        task_routes={
+            "dfw.detect_media": {"queue": settings.detect_queue},
+            "dfw.explain_media": {"queue": settings.explain_queue},
+        },
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
@@ -47,9 +53,20 @@ def create_app() -> Celery:
 app = create_app()
 
 
+@celeryd_after_setup.connect
+def remember_queues(sender: Any, instance: Any, **_: Any) -> None:
+    CONSUMED.update(instance.app.amqp.queues.consume_from or instance.app.amqp.queues)
+
+
 @worker_process_init.connect
 def load_models_at_start(**_: Any) -> None:
-    """Load the pipeline once per worker process, before the first task (failures are logged, not raised)."""
-    from tasks.detect import warm_pipeline
+    """Load what this worker's queues need once per process, before the first task (failures are logged)."""
+    settings = get_service_settings()
+    if not CONSUMED or settings.detect_queue in CONSUMED:
+        from tasks.detect import warm_pipeline
 
-    warm_pipeline()
+        warm_pipeline()
+    if settings.explain_queue in CONSUMED:
+        from tasks.explain import warm_explainer
+
+        warm_explainer()

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(
     help="deepfake-worker: find deepfakes in images and videos.",
@@ -57,11 +58,16 @@ def scan(
     frames: Annotated[int | None, typer.Option(min=1, max=1024, help="frames sampled per video")] = None,
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="fake threshold")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    explain: Annotated[
+        bool, typer.Option(help="add the configured explainer's text (DFW_EXPLAIN__EXPLAINER)")
+    ] = False,
 ) -> None:
     """Analyse local images and videos; no database, broker or object store needed."""
     from tasks.scan import ScanOptions, run_scan
 
-    options = ScanOptions(detectors=detectors, frames=frames, threshold=threshold, device=device)
+    options = ScanOptions(
+        detectors=detectors, frames=frames, threshold=threshold, device=device, explain=explain
+    )
     raise typer.Exit(run_scan(paths, options, as_json, out, err))
 
 
@@ -240,6 +246,10 @@ def results(
         out.print_json(json.dumps(jobs, default=str))
         return
     out.print(jobs_table(jobs, f"results for {ref}"))
+    for job in jobs:
+        if job.get("explanation"):
+            out.print(Text(f"job {job['job_id']} explanation ({job['explanation']['explainer']}):"))
+            out.print(Text(job["explanation"]["text"]))
 
 
 @app.command()
@@ -260,8 +270,9 @@ def flagged(
 
 
 def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
+    """Stored strings (keys, errors, explanations) are rendered as plain Text: never parsed as markup."""
     table = Table(title=title)
-    for column in (
+    columns = (
         "job",
         "status",
         "object",
@@ -272,8 +283,10 @@ def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
         "frames",
         "finished",
         "error",
-    ):
-        table.add_column(column)
+        "explanation",
+    )
+    for column in columns:
+        table.add_column(column, overflow="fold")
     for job in jobs:
         verdict = job["verdict"] or {}
         coverage = verdict.get("coverage", {})
@@ -281,16 +294,26 @@ def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
         table.add_row(
             str(job["job_id"]),
             job["status"],
-            f"s3://{job['bucket']}/{job['key']}",
+            Text(f"s3://{job['bucket']}/{job['key']}"),
             (job["media"] or {}).get("type", ""),
             verdict.get("label", ""),
             "" if score is None else f"{score:.3f}",
             str(coverage.get("faces", "")),
             str(coverage.get("frames", "")),
             (job["finished_at"] or "")[:19],
-            (job["error"] or {}).get("code", "") or "",
+            Text((job["error"] or {}).get("code", "") or ""),
+            Text(explanation_summary(job.get("explanation"))),
         )
     return table
+
+
+def explanation_summary(explanation: dict[str, Any] | None, width: int = 80) -> str:
+    if not explanation:
+        return ""
+    text = " ".join(str(explanation["text"]).split())
+    short = text if len(text) <= width else text[: width - 1] + "…"
+    agrees = {True: "agrees", False: "DISAGREES", None: ""}[explanation.get("agrees")]
+    return f"[{explanation['explainer']}{', ' + agrees if agrees else ''}] {short}"
 
 
 @models_app.command("list")

@@ -37,6 +37,7 @@ from storage.results import lookup_object, replace_results, upsert_media, upsert
 from storage.schema import Job
 from storage.settings import get_storage_settings
 from tasks.app import app
+from tasks.policy import should_explain
 from tasks.rows import analysis_rows
 from tasks.settings import get_service_settings
 from worker.errors import ErrorCode, MediaError, ModelUnavailable
@@ -247,6 +248,10 @@ def run_job(factory: Any, pipeline: Pipeline, job_id: int, path: Path, info: Any
         replace_results(session, job_id, **rows)
         finish_job(session, job_id, analysis.timings, analysis.method)
     logger.info("job %s: done: %s (score %s)", job_id, analysis.verdict.label, analysis.verdict.score)
+    if should_explain(analysis.verdict.label, pipeline.settings.explain.policy):
+        from tasks.explain import enqueue_explain
+
+        enqueue_explain(job_id)
     return Outcome(job_id, "done", analysis.verdict.label)
 
 

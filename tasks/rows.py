@@ -1,9 +1,16 @@
-"""Turns an Analysis into the row dicts storage writes (the one place that knows both shapes)."""
+"""Between the worker's objects and storage's rows: the one place that knows both shapes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
+import numpy as np
+
+from storage.schema import Media
+from storage.schema import Verdict as VerdictRow
+from worker.aggregate import Coverage, FaceScore, FrameScore, Label, TrackScore, Verdict
+from worker.faces.types import Face
+from worker.media import MediaInfo
 from worker.pipeline import Analysis, Pipeline
 
 
@@ -90,3 +97,59 @@ def analysis_rows(analysis: Analysis, pipeline: Pipeline) -> dict[str, Any]:
             "tracks": verdict.coverage.tracks,
         },
     }
+
+
+def media_info_from_row(media: Media) -> MediaInfo:
+    kind: Literal["image", "video"] = "video" if media.kind == "video" else "image"
+    return MediaInfo(
+        kind,
+        media.format,
+        media.codec,
+        media.width,
+        media.height,
+        media.duration_s,
+        media.fps,
+        media.frame_count,
+        media.size_bytes,
+    )
+
+
+def verdict_from_rows(row: VerdictRow, tracks: list[dict[str, Any]]) -> Verdict:
+    """The stored verdict as the worker's Verdict, for explainers (read-only: nothing writes it back)."""
+    coverage = Coverage(row.frames_requested, row.frames_decoded, row.faces, row.tracks)
+    label = cast(Label, row.label)
+    return Verdict(
+        label,
+        row.score,
+        row.threshold,
+        row.policy,
+        coverage,
+        dict(row.detectors),
+        [TrackScore(**track) for track in tracks],
+    )
+
+
+def evidence_inputs(details: dict[str, Any]) -> tuple[list[Face], list[FaceScore], list[FrameScore]]:
+    """Faces and scores as the pipeline produced them, rebuilt from stored rows (see storage.queries)."""
+    faces: dict[tuple[int, int], Face] = {}
+    face_scores = []
+    for row in details["faces"]:
+        key = (row["frame_index"], row["face_index"])
+        if key not in faces:
+            faces[key] = Face(
+                row["frame_index"],
+                row["timestamp_s"],
+                row["face_index"],
+                tuple(row["box"]),
+                np.zeros((5, 2), np.float32),
+                row["face_confidence"],
+                track_id=row["track_id"],
+            )
+        face_scores.append(
+            FaceScore(row["track_id"], row["frame_index"], row["face_index"], row["detector"], row["score"])
+        )
+    frame_scores = [
+        FrameScore(row["frame_index"], row["detector"], row["score"], row["timestamp_s"])
+        for row in details["frame_scores"]
+    ]
+    return list(faces.values()), face_scores, frame_scores

@@ -21,6 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.errors import ErrorCode, MediaError, ModelUnavailable
+from worker.explain import create_explainer
+from worker.explain.base import Explainer
+from worker.explain.selection import select_evidence
 from worker.pipeline import Analysis, Pipeline
 from worker.settings import WorkerSettings
 
@@ -36,6 +39,7 @@ class ScanOptions:
     frames: int | None = None
     threshold: float | None = None
     device: str | None = None
+    explain: bool = False
 
 
 def scan_settings(options: ScanOptions) -> WorkerSettings:
@@ -90,18 +94,52 @@ def error_line(path: Path, code: str, message: str) -> dict[str, Any]:
     return {"path": str(path), "error": {"code": code, "message": message}}
 
 
-def analyse_path(pipeline: Pipeline, path: Path) -> dict[str, Any]:
+def analyse_path(pipeline: Pipeline, path: Path, explainer: Explainer | None = None) -> dict[str, Any]:
     if not path.exists():
         return error_line(path, ErrorCode.NOT_FOUND.value, "no such file")
     if not path.is_file():
         return error_line(path, ErrorCode.NOT_MEDIA.value, "not a regular file")
     try:
-        return result_line(path, pipeline.analyze(path))
+        analysis = pipeline.analyze(path, keep_frames=explainer is not None and explainer.needs_images)
+        line = result_line(path, analysis)
+        if explainer is not None:
+            line["explanation"] = explain_analysis(pipeline, explainer, analysis)
+        return line
     except MediaError as exc:
         return error_line(path, exc.code.value, exc.message)
     except Exception as exc:  # one bad file must not stop a scan; it is reported, not hidden
         logger.exception("unexpected error on %s", path)
         return error_line(path, ErrorCode.INTERNAL.value, f"{type(exc).__name__}: {exc}")
+
+
+def explain_analysis(pipeline: Pipeline, explainer: Explainer, analysis: Analysis) -> dict[str, Any]:
+    """The explainer's text for one verdict; an explainer outage is reported in the line, not raised."""
+    settings = pipeline.settings
+    frames = analysis.decoded_frames if explainer.needs_images else None
+    evidence = select_evidence(
+        frames,
+        analysis.faces,
+        analysis.scores,
+        analysis.frame_scores,
+        settings.explain.top_k,
+        settings.faces.crop_margin,
+    )
+    try:
+        explanation = explainer.explain(analysis.info, analysis.verdict, evidence)
+    except Exception as exc:  # a language model server that is down must not stop a scan
+        logger.warning("explainer %s failed: %s", explainer.name, exc)
+        return {"explainer": explainer.name, "text": None, "agrees": None, "error": str(exc)}
+    return {"explainer": explanation.explainer, "text": explanation.text, "agrees": explanation.agrees}
+
+
+def load_explainer(settings: WorkerSettings, err: Console) -> Explainer | int:
+    try:
+        explainer = create_explainer(settings.explain)
+        explainer.load()
+    except ModelUnavailable as exc:
+        err.print(f"[red]error:[/red] explainer unavailable: {exc}", highlight=False)
+        return EXIT_UNAVAILABLE
+    return explainer
 
 
 def load_pipeline(settings: WorkerSettings, err: Console) -> Pipeline | int:
@@ -136,6 +174,9 @@ def run_scan(paths: list[Path], options: ScanOptions, as_json: bool, out: Consol
     pipeline = load_pipeline(settings, err)
     if isinstance(pipeline, int):
         return pipeline
+    explainer = load_explainer(settings, err) if options.explain else None
+    if isinstance(explainer, int):
+        return explainer
     lines = []
     with Progress(
         TextColumn("{task.description}"),
@@ -149,7 +190,7 @@ def run_scan(paths: list[Path], options: ScanOptions, as_json: bool, out: Consol
         task = progress.add_task("scanning", total=len(files))
         for path in files:
             progress.update(task, description=f"scanning {path.name[:40]}")
-            line = analyse_path(pipeline, path)
+            line = analyse_path(pipeline, path, explainer)
             if as_json:
                 print(json.dumps(line), flush=True)
             lines.append(line)

@@ -15,6 +15,7 @@ class ServiceSettings(BaseSettings):
 
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker (Redis)")
     detect_queue: str = Field(default="detect", description="queue of detect_media tasks (GPU workers)")
+    explain_queue: str = Field(default="explain", description="queue of explain_media tasks (LVLM workers)")
     max_attempts: int = Field(default=5, ge=1, description="attempts per job before it fails for good")
     lease_s: float = Field(default=900.0, gt=0, description="how long a claimed job stays claimed")
     retry_backoff_s: float = Field(default=2.0, gt=0, description="first retry delay; doubles, jittered")

@@ -112,15 +112,17 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def detect_queue(redis_url: str) -> Iterator[str]:
-    """A queue of this test's own, so that test runs sharing the Redis server never see each other's tasks."""
+def queues(redis_url: str) -> Iterator[dict[str, str]]:
+    """Queues of this test's own, so that test runs sharing the Redis server never see each other's tasks."""
     import redis
 
-    name = f"detect-test-{uuid.uuid4().hex[:10]}"
-    yield name
+    tag = uuid.uuid4().hex[:10]
+    names = {"detect": f"detect-test-{tag}", "explain": f"explain-test-{tag}"}
+    yield names
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{name}*"):
-        client.delete(key)
+    for name in names.values():
+        for key in client.scan_iter(match=f"{name}*"):
+            client.delete(key)
     client.close()
 
 

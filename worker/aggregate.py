@@ -43,6 +43,7 @@ class FrameScore:
     frame_index: int
     detector: str
     score: float
+    timestamp_s: float = 0.0
 
 
 @dataclass(frozen=True)

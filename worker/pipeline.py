@@ -60,6 +60,7 @@ class Analysis:
     verdict: Verdict
     timings: dict[str, float] = field(default_factory=dict)
     frame_scores: list[FrameScore] = field(default_factory=list)
+    decoded_frames: list[Frame] = field(default_factory=list)  # kept only when asked (explanations)
 
 
 class Pipeline:
@@ -131,7 +132,7 @@ class Pipeline:
     def version(self) -> str:
         return f"{PIPELINE_SCHEMA}.{settings_digest(self.lineage())[:12]}"
 
-    def analyze(self, path: Path, info: MediaInfo | None = None) -> Analysis:
+    def analyze(self, path: Path, info: MediaInfo | None = None, keep_frames: bool = False) -> Analysis:
         """Analyse one local file. Raises worker.errors.MediaError for input that cannot be analysed."""
         self.load()
         timings: dict[str, float] = {}
@@ -160,7 +161,8 @@ class Pipeline:
                     frame_scores.extend(self._score_frames(detector, sample.frames))
         with measure(timings, "aggregate"):
             verdict = decide_verdict(scores, self.aggregate, sample.requested, sample.decoded, frame_scores)
-        return Analysis(info, sample.method, frames, faces, scores, verdict, timings, frame_scores)
+        kept = sample.frames if keep_frames else []
+        return Analysis(info, sample.method, frames, faces, scores, verdict, timings, frame_scores, kept)
 
     def _score_faces(self, detector: Detector, frames: list[Frame], faces: list[Face]) -> list[FaceScore]:
         images = {f.index: f.image for f in frames}
@@ -175,7 +177,9 @@ class Pipeline:
     def _score_frames(self, detector: Detector, frames: list[Frame]) -> list[FrameScore]:
         makers = [partial(square_frame, f.image, detector.input_size) for f in frames]
         values = self._predict_batched(detector, makers)
-        return [FrameScore(f.index, detector.name, v) for f, v in zip(frames, values, strict=True)]
+        return [
+            FrameScore(f.index, detector.name, v, f.timestamp_s) for f, v in zip(frames, values, strict=True)
+        ]
 
     def _predict_batched(self, detector: Detector, makers: Sequence[Callable[[], np.ndarray]]) -> list[float]:
         """Build inputs one batch at a time (crops are made lazily, so memory stays one batch wide)."""

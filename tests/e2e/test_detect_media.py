@@ -3,104 +3,17 @@ verdicts in the real Postgres. Enqueuing the same content again adds nothing."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import func, select
 
 from storage.db import session_factory
 from storage.schema import FaceScore, Frame, Job, Media, Track, Verdict
+from tests.e2e.conftest import enqueue, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 VIDEO = "real/inthewild_video/itw_RealObama.mp4"
 IMAGE = "real/deepface_photos/deepface_img10.jpg"
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def service_env(postgres_url, redis_url, detect_queue, s3_endpoint, models_dir, tmp_path) -> dict[str, str]:
-    work = tmp_path / "downloads"
-    work.mkdir()
-    env = dict(os.environ)
-    env.update(
-        {
-            "DFW_DATABASE_URL": postgres_url,
-            "DFW_BROKER_URL": redis_url,
-            "DFW_DETECT_QUEUE": detect_queue,
-            "DFW_S3_ENDPOINT_URL": s3_endpoint,
-            "DFW_S3_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "DFW_MODEL_DIR": str(models_dir),
-            "DFW_MODEL_FETCH": "false",
-            "DFW_TMP_DIR": str(work),
-            "PYTHONPATH": str(REPO),
-            "OMP_NUM_THREADS": "1",
-        }
-    )
-    return env
-
-
-@pytest.fixture
-def worker_log(service_env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
-    log = tmp_path / "worker.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tasks.cli",
-                "worker",
-                "--queues",
-                service_env["DFW_DETECT_QUEUE"],
-                "--concurrency",
-                "1",
-                "--hostname",
-                f"e2e-{os.getpid()}@%h",
-            ],
-            env=service_env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        try:
-            yield log
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def enqueue(env: dict[str, str], *urls: str, meta: str = "upload_id=u-1") -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tasks.cli", "enqueue", *urls, "--meta", meta, "--priority", "3"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    assert len(done.stdout.strip().splitlines()) == len(urls)
-
-
-def wait_for(predicate, timeout: float, log: Path, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; worker log:\n{log.read_text()[-5000:]}")
 
 
 def counts(factory) -> dict[str, int]:  # type: ignore[no-untyped-def]

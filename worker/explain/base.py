@@ -51,6 +51,7 @@ class Explanation:
 
 class Explainer(ABC):
     name: ClassVar[str]
+    needs_images: ClassVar[bool] = True  # False: evidence items may carry empty images (no re-decode)
 
     def __init__(self, config: BaseModel) -> None:
         self.config = config

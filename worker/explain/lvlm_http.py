@@ -1,4 +1,9 @@
-"""`lvlm_http`: an OpenAI-compatible chat-completions endpoint with image input (placeholder)."""
+"""`lvlm_http`: an OpenAI-compatible chat-completions endpoint with image input.
+
+This module holds the configuration only, so that `worker.settings` can import it: the explainer class
+needs `worker.explain.base`, which imports `worker.settings` (through `worker.aggregate` and `worker.media`),
+so it lives in `worker.explain.chat_completions`.
+"""
 
 from __future__ import annotations
 
@@ -13,3 +18,14 @@ class LvlmHttpConfig(BaseModel):
     retries: int = Field(default=3, ge=0, le=10)
     backoff_s: float = Field(default=1.0, ge=0)
     max_tokens: int = Field(default=160, ge=1, le=4096)
+    max_backoff_s: float = Field(
+        default=30.0, ge=0, description="cap on one wait between attempts, Retry-After included"
+    )
+    max_images: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="most suspicious crops or frames sent per request; many servers accept one image",
+    )
+    max_image_side: int = Field(default=1024, ge=32, le=8192, description="larger images are downscaled")
+    jpeg_quality: int = Field(default=90, ge=1, le=100)
