@@ -104,3 +104,18 @@ def upsert_explanation(session: Session, job_id: int, explanation: dict[str, Any
         set_={**explanation, "created_at": func.now()},
     )
     session.execute(stmt)
+
+
+def replace_verdict(
+    session: Session, job_id: int, *, tracks: Sequence[dict[str, Any]], verdict: dict[str, Any]
+) -> None:
+    """A recomputed verdict and its track rows (scores and frames are left as they are)."""
+    session.execute(delete(Track).where(Track.job_id == job_id))
+    if tracks:
+        session.execute(insert(Track), [{**row, "job_id": job_id} for row in tracks])
+    stmt = insert(Verdict).values(job_id=job_id, **verdict)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Verdict.job_id], set_={**verdict, "created_at": func.now()}
+        )
+    )

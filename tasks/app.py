@@ -19,7 +19,9 @@ CONSUMED: set[str] = set()  # queues this worker consumes; set in the parent, in
 
 def create_app() -> Celery:
     settings = get_service_settings()
-    app = Celery("dfw", broker=settings.broker_url, include=["tasks.detect", "tasks.explain"])
+    app = Celery(
+        "dfw", broker=settings.broker_url, include=["tasks.detect", "tasks.explain", "tasks.maintenance"]
+    )
     app.conf.update(
         task_queues=[
             Queue(name) for name in (settings.detect_queue, settings.explain_queue, MAINTENANCE_QUEUE)
@@ -28,7 +30,9 @@ def create_app() -> Celery:
         task_routes={
             "dfw.detect_media": {"queue": settings.detect_queue},
             "dfw.explain_media": {"queue": settings.explain_queue},
+            "dfw.reap": {"queue": MAINTENANCE_QUEUE},
         },
+        beat_schedule={"reap": {"task": "dfw.reap", "schedule": settings.reap_interval_s}},
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,

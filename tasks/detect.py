@@ -31,6 +31,7 @@ from storage.jobs import (
     finish_job,
     record_object_failure,
     release_job,
+    resolve_object_failures,
 )
 from storage.objects import ObjectError, ObjectStore, S3Objects, s3_client
 from storage.results import lookup_object, replace_results, upsert_media, upsert_object
@@ -129,15 +130,14 @@ def detect_media(
     try:
         outcome = process_object(bucket, key, priority, metadata or {})
     except TransientError as exc:
-        if self.request.retries + 1 >= settings.max_attempts:
+        if self.request.retries >= settings.transient_retries:
             logger.error(
-                "object s3://%s/%s: giving up after %s attempts: %s",
-                bucket,
-                key,
-                self.request.retries + 1,
-                exc,
+                "object s3://%s/%s: giving up after %s retries: %s", bucket, key, self.request.retries, exc
             )
-            return give_up(bucket, key, exc, metadata or {}).to_dict()
+            try:
+                return give_up(bucket, key, exc, metadata or {}).to_dict()
+            except OperationalError:
+                logger.error("object s3://%s/%s: database still down; retrying again", bucket, key)
         delay = backoff_s(self.request.retries)
         logger.warning("object s3://%s/%s: transient error, retry in %.1fs: %s", bucket, key, delay, exc)
         raise self.retry(exc=exc, countdown=delay) from exc
@@ -190,6 +190,7 @@ def fetch_and_analyse(
         except MediaError as exc:
             return record_failure(bucket, key, exc.code.value, exc.message, metadata, pipeline.version)
         with transaction(factory) as session:
+            resolve_object_failures(session, bucket, key, pipeline.version)
             media_id = upsert_media(session, fetched.sha256, info.to_dict())
             upsert_object(
                 session,
@@ -209,6 +210,7 @@ def fetch_and_analyse(
                 priority=priority,
                 caller_metadata=metadata,
                 lineage=pipeline.lineage(),
+                lease_s=get_service_settings().lease_s,
             )
         return run_job(factory, pipeline, job.id, fetched.path, info)
     finally:
@@ -258,7 +260,13 @@ def run_job(factory: Any, pipeline: Pipeline, job_id: int, path: Path, info: Any
 def release_after_error(factory: Any, job_id: int, exc: Exception) -> None:
     try:
         with transaction(factory) as session:
-            release_job(session, job_id, ErrorCode.INTERNAL.value, f"{type(exc).__name__}: {exc}")
+            release_job(
+                session,
+                job_id,
+                ErrorCode.INTERNAL.value,
+                f"{type(exc).__name__}: {exc}",
+                get_service_settings().lease_s,
+            )
     except SQLAlchemyError:
         logger.exception("job %s: could not release the job row; the lease will expire", job_id)
 

@@ -59,7 +59,6 @@ def analysis_rows(analysis: Analysis, pipeline: Pipeline) -> dict[str, Any]:
         }
         for score in analysis.frame_scores
     ]
-    verdict = analysis.verdict
     return {
         "frame_scores": frame_scores,
         "frames": [
@@ -73,6 +72,13 @@ def analysis_rows(analysis: Analysis, pipeline: Pipeline) -> dict[str, Any]:
             for f in analysis.frames
         ],
         "face_scores": face_scores,
+        **verdict_rows(analysis.verdict),
+    }
+
+
+def verdict_rows(verdict: Verdict) -> dict[str, Any]:
+    """The `tracks` and `verdict` rows of a verdict."""
+    return {
         "tracks": [
             {
                 "track_id": t.track_id,

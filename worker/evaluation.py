@@ -159,3 +159,11 @@ def write_calibration(model_dir: Path, detectors: list[str], entry: dict[str, An
     path = model_dir / CALIBRATION_FILE
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def resolve_threshold(config: Any, model_dir: Path, detectors: list[str]) -> float:
+    """The configured threshold, else the one calibrated for this detector set, else 0.5."""
+    if config.threshold is not None:
+        return float(config.threshold)
+    entry = read_calibration(model_dir).get(calibration_key(detectors))
+    return float(entry["threshold"]) if entry else 0.5

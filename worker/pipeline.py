@@ -19,11 +19,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from worker.aggregate import DEFAULT_THRESHOLD, FaceScore, FrameScore, Verdict, decide_verdict
+from worker.aggregate import FaceScore, FrameScore, Verdict, decide_verdict
 from worker.detectors import Detector, create_detector
 from worker.devices import choose_device
 from worker.errors import ModelUnavailable
-from worker.evaluation import calibration_key, read_calibration
+from worker.evaluation import resolve_threshold
 from worker.faces.tracking import assign_tracks
 from worker.faces.types import Face
 from worker.faces.yunet import YuNetFaceDetector, crop_face
@@ -103,15 +103,8 @@ class Pipeline:
 
     def threshold(self) -> float:
         """The configured threshold, else the calibrated one for the loaded detector set, else 0.5."""
-        if self.settings.aggregate.threshold is not None:
-            return self.settings.aggregate.threshold
-        entry = read_calibration(self.settings.model_dir).get(
-            calibration_key([d.name for d in self.detectors])
-        )
-        if entry:
-            logger.info("threshold %.4f calibrated at FPR %s", entry["threshold"], entry.get("target_fpr"))
-            return float(entry["threshold"])
-        return DEFAULT_THRESHOLD
+        names = [d.name for d in self.detectors]
+        return resolve_threshold(self.settings.aggregate, self.settings.model_dir, names)
 
     def lineage(self) -> dict[str, Any]:
         """Everything that decides the numbers this pipeline produces, for storage with every result."""
