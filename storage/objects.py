@@ -58,7 +58,7 @@ def s3_client(settings: StorageSettings) -> Any:
     config = Config(
         connect_timeout=settings.s3_connect_timeout_s,
         read_timeout=settings.s3_read_timeout_s,
-        retries={"max_attempts": settings.s3_max_attempts, "mode": "adaptive"},
+        retries={"total_max_attempts": settings.s3_max_attempts, "mode": "adaptive"},
     )
     return boto3.client(
         "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region, config=config

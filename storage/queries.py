@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, Subquery, case, func, select
 from sqlalchemy.orm import Session
 
-from storage.schema import Explanation, FaceScore, FrameScore, Job, Media, MediaObject, Track, Verdict
+from storage.schema import (
+    Explanation,
+    FaceScore,
+    Frame,
+    FrameScore,
+    Job,
+    Media,
+    MediaObject,
+    Review,
+    Track,
+    Verdict,
+)
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -82,7 +94,7 @@ def find_jobs(session: Session, ref: str) -> list[dict[str, Any]]:
     else:
         raise ValueError(f"{ref!r} is neither a job id nor a sha256")
     jobs = [job_dict(job, media, verdict) for job, media, verdict in session.execute(query).all()]
-    return attach_explanations(session, jobs)
+    return attach_reviews(session, attach_explanations(session, jobs))
 
 
 def explanation_dict(row: Explanation) -> dict[str, Any]:
@@ -166,20 +178,147 @@ def job_details(session: Session, job_id: int) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class FlaggedFilter:
+    """What a reviewer narrows the flagged list to. Labels are effective labels (a reviewer's overrides)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    labels: tuple[str, ...] = ("fake", "uncertain")
+    min_score: float | None = None
+    max_score: float | None = None
+    detector: str | None = None
+    reviewed: bool | None = None  # None: either
+
+
 def flagged(
     session: Session, since: datetime, labels: tuple[str, ...] = ("fake", "uncertain"), limit: int = 100
 ) -> list[dict[str, Any]]:
-    """Finished jobs with a flagged verdict since a time, most suspicious first."""
+    """Finished jobs flagged since a time, most suspicious first; a reviewer's decision overrides the model
+    (media a reviewer marked real are left out, media a reviewer confirmed fake are in)."""
+    jobs, _ = flagged_page(session, FlaggedFilter(since=since, labels=labels), offset=0, limit=limit)
+    return jobs
+
+
+def flagged_page(
+    session: Session, filters: FlaggedFilter, offset: int = 0, limit: int = 50
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of flagged jobs (most suspicious first, in a stable order) and how many match in all."""
+    query = flagged_query(filters)
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    page = query.offset(offset).limit(limit)
+    jobs = [job_dict(job, media, verdict) for job, media, verdict in session.execute(page).all()]
+    return attach_reviews(session, attach_explanations(session, jobs)), total
+
+
+def flagged_query(filters: FlaggedFilter) -> Select[Job, Media, Verdict]:
+    latest = latest_reviews()
     query = (
         select(Job, Media, Verdict)
         .join(Verdict, Verdict.job_id == Job.id)
         .join(Media, Media.id == Job.media_id)
-        .where(Job.status == "done", Job.finished_at >= since, Verdict.label.in_(labels))
-        .order_by(Verdict.score.desc().nulls_last(), Job.finished_at.desc())
-        .limit(limit)
+        .outerjoin(latest, latest.c.media_id == Job.media_id)
+        .where(Job.status == "done", effective_label_sql(latest).in_(filters.labels))
+        .order_by(Verdict.score.desc().nulls_last(), Job.finished_at.desc(), Job.id.desc())
     )
-    jobs = [job_dict(job, media, verdict) for job, media, verdict in session.execute(query).all()]
-    return attach_explanations(session, jobs)
+    if filters.since is not None:
+        query = query.where(Job.finished_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(Job.finished_at < filters.until)
+    if filters.min_score is not None:
+        query = query.where(Verdict.score >= filters.min_score)
+    if filters.max_score is not None:
+        query = query.where(Verdict.score <= filters.max_score)
+    if filters.detector:
+        query = query.where(Verdict.detectors.has_key(filters.detector))
+    if filters.reviewed is not None:
+        reviewed = latest.c.media_id.is_not(None)
+        query = query.where(reviewed if filters.reviewed else ~reviewed)
+    return query
+
+
+def latest_reviews() -> Subquery:
+    """The newest decision per media, to join on media_id."""
+    newest_first = (Review.created_at.desc(), Review.id.desc())
+    ranked = select(
+        Review.media_id,
+        Review.decision,
+        func.row_number().over(partition_by=Review.media_id, order_by=newest_first).label("rank"),
+    ).subquery("ranked_reviews")
+    return select(ranked.c.media_id, ranked.c.decision).where(ranked.c.rank == 1).subquery("latest_review")
+
+
+def effective_label_sql(latest: Subquery) -> ColumnElement[str]:
+    """SQL twin of effective_label(): confirm fake -> fake, mark real -> real, else the model's label."""
+    return case(
+        (latest.c.decision == "fake", "fake"), (latest.c.decision == "real", "real"), else_=Verdict.label
+    )
+
+
+def effective_label(model_label: str | None, decision: str | None) -> str | None:
+    """The label that counts: a reviewer's fake or real wins; `unsure` or no review leaves the model's."""
+    if decision in ("fake", "real"):
+        return decision
+    return model_label
+
+
+def review_dict(row: Review) -> dict[str, Any]:
+    return {
+        "review_id": row.id,
+        "decision": row.decision,
+        "reviewer": row.reviewer,
+        "note": row.note,
+        "job_id": row.job_id,
+        "model_label": row.model_label,
+        "model_score": row.model_score,
+        "created_at": iso(row.created_at),
+    }
+
+
+def attach_reviews(session: Session, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each job gets `review` (its media's newest decision, or None) and `effective_label`, in one query."""
+    ids = [job["job_id"] for job in jobs]
+    newest: dict[int, Review] = {}
+    if ids:
+        rows = session.execute(
+            select(Job.id, Review)
+            .join(Review, Review.media_id == Job.media_id)
+            .where(Job.id.in_(ids))
+            .order_by(Review.created_at, Review.id)
+        ).all()
+        newest = {job_id: review for job_id, review in rows}
+    for job in jobs:
+        row = newest.get(job["job_id"])
+        job["review"] = review_dict(row) if row else None
+        model_label = job["verdict"]["label"] if job.get("verdict") else None
+        job["effective_label"] = effective_label(model_label, row.decision if row else None)
+    return jobs
+
+
+def media_reviews(session: Session, job_id: int) -> list[dict[str, Any]]:
+    """Every decision about the media of a job, newest first (the audit trail)."""
+    rows = session.execute(
+        select(Review)
+        .join(Job, Job.media_id == Review.media_id)
+        .where(Job.id == job_id)
+        .order_by(Review.created_at.desc(), Review.id.desc())
+    ).scalars()
+    return [review_dict(row) for row in rows]
+
+
+def sampled_frames(session: Session, job_id: int) -> list[dict[str, Any]]:
+    """The frames a job decoded: index, timestamp, size and face count, in order."""
+    rows = session.execute(select(Frame).where(Frame.job_id == job_id).order_by(Frame.frame_index)).scalars()
+    return [
+        {
+            "frame_index": f.frame_index,
+            "timestamp_s": f.timestamp_s,
+            "width": f.width,
+            "height": f.height,
+            "faces": f.faces,
+        }
+        for f in rows
+    ]
 
 
 def object_keys(session: Session, media_id: int) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -32,6 +33,7 @@ NAMING = {
 }
 
 JOB_STATUSES = ("queued", "running", "done", "failed")
+REVIEW_DECISIONS = ("fake", "real", "unsure")  # confirm fake / mark real / unsure
 
 
 class Base(DeclarativeBase):
@@ -212,4 +214,25 @@ class Explanation(Base):
     answer: Mapped[str | None] = mapped_column(String(16))
     agrees: Mapped[bool | None] = mapped_column(Boolean)
     latency_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Review(Base):
+    """A reviewer's decision about a media's content. The newest one overrides the model in every query."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint("decision IN ('fake', 'real', 'unsure')", name="decision"),
+        Index("ix_reviews_media_id_created_at", "media_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id", ondelete="CASCADE"))
+    # the job whose results the reviewer looked at, and what the model said then (kept for audits)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    model_label: Mapped[str | None] = mapped_column(String(16))
+    model_score: Mapped[float | None] = mapped_column(Float)
+    decision: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -21,7 +21,7 @@ class StorageSettings(BaseSettings):
     s3_region: str | None = Field(default=None, description="region name for the S3 client")
     s3_connect_timeout_s: float = Field(default=10.0, gt=0)
     s3_read_timeout_s: float = Field(default=60.0, gt=0)
-    s3_max_attempts: int = Field(default=5, ge=1, description="botocore retry attempts (adaptive mode)")
+    s3_max_attempts: int = Field(default=5, ge=1, description="attempts per S3 request, first included")
 
 
 @lru_cache(maxsize=1)

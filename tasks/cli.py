@@ -186,6 +186,9 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="worker processes (one per GPU for detect)")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+    beat: Annotated[
+        bool, typer.Option(help="also run the periodic reaper (one worker per deployment)")
+    ] = False,
 ) -> None:
     """Run a Celery worker (prefork pool, prefetch 1, models loaded once per process)."""
     from tasks.app import app as celery_app
@@ -201,6 +204,8 @@ def worker(
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
+    if beat:
+        argv.append("--beat")
     celery_app.worker_main(argv)
 
 
@@ -258,7 +263,7 @@ def flagged(
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Media judged fake or uncertain recently, most suspicious first."""
+    """Media judged fake or uncertain recently, most suspicious first (a reviewer's decision overrides)."""
     from storage.queries import flagged as query_flagged
 
     with database_session() as session:
@@ -267,6 +272,30 @@ def flagged(
         out.print_json(json.dumps(jobs, default=str))
         return
     out.print(jobs_table(jobs, f"flagged since {since} ({len(jobs)})"))
+
+
+@app.command()
+def review(
+    host: Annotated[
+        str | None, typer.Option(help="address to listen on [default: DFW_REVIEW_HOST, 127.0.0.1]")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="port [default: DFW_REVIEW_PORT, 8080]")
+    ] = None,
+) -> None:
+    """Serve the reviewer page: flagged media, frames with face boxes, scores, decisions."""
+    import uvicorn
+
+    from tasks.review.app import create_app
+    from tasks.review.settings import ReviewSettings
+
+    try:
+        settings = ReviewSettings()
+    except ValueError as exc:  # pydantic's ValidationError: a DFW_REVIEW_* variable is wrong
+        raise fail(str(exc)) from exc
+    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    out.print(f"reviewer page on http://{settings.host}:{settings.port}/", highlight=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
@@ -279,6 +308,7 @@ def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
         "type",
         "label",
         "score",
+        "review",
         "faces",
         "frames",
         "finished",
@@ -298,6 +328,7 @@ def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
             (job["media"] or {}).get("type", ""),
             verdict.get("label", ""),
             "" if score is None else f"{score:.3f}",
+            Text(review_summary(job.get("review"))),
             str(coverage.get("faces", "")),
             str(coverage.get("frames", "")),
             (job["finished_at"] or "")[:19],
@@ -307,6 +338,16 @@ def jobs_table(jobs: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
+REVIEW_WORDS = {"fake": "confirmed fake", "real": "marked real", "unsure": "unsure"}
+
+
+def review_summary(review: dict[str, Any] | None) -> str:
+    """A reviewer's newest decision, which overrides the model's label (see storage/queries.py)."""
+    if not review:
+        return ""
+    return f"{REVIEW_WORDS.get(review['decision'], review['decision'])} by {review['reviewer']}"
+
+
 def explanation_summary(explanation: dict[str, Any] | None, width: int = 80) -> str:
     if not explanation:
         return ""
@@ -314,6 +355,95 @@ def explanation_summary(explanation: dict[str, Any] | None, width: int = 80) -> 
     short = text if len(text) <= width else text[: width - 1] + "…"
     agrees = {True: "agrees", False: "DISAGREES", None: ""}[explanation.get("agrees")]
     return f"[{explanation['explainer']}{', ' + agrees if agrees else ''}] {short}"
+
+
+def progress_callback(progress: Any, description: str) -> Any:
+    task = progress.add_task(description, total=None)
+    return lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def print_requeued(requeued: list[Any], sent: int, dry_run: bool, what: str) -> None:
+    for job in requeued:
+        print(f"{job.job_id}\ts3://{job.bucket}/{job.key}", flush=True)
+    if dry_run:
+        err.print(f"{what}: would requeue {len(requeued)} job(s)", highlight=False)
+    else:
+        err.print(f"{what}: requeued {len(requeued)} job(s), re-sent {sent}", highlight=False)
+
+
+@app.command()
+def reap(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list, change nothing")] = False,
+    every: Annotated[float | None, typer.Option(min=1.0, help="repeat every N seconds until stopped")] = None,
+) -> None:
+    """Requeue jobs whose lease expired (a worker died) or that were never picked up by their deadline."""
+    import time
+
+    from tasks.learn import progress_bar
+    from tasks.maintenance import reap as reap_jobs
+
+    while True:
+        with progress_bar(err) as progress:
+            requeued, sent = reap_jobs(dry_run, progress_callback(progress, "re-sending"))
+        print_requeued(requeued, sent, dry_run, "reap")
+        if every is None:
+            return
+        time.sleep(every)
+
+
+@app.command()
+def retry(
+    failed: Annotated[bool, typer.Option("--failed", help="retry failed jobs (required)")] = False,
+    since: Annotated[
+        str | None, typer.Option(help="only jobs that failed since: 30m, 24h, 7d or ISO")
+    ] = None,
+    code: Annotated[
+        list[str] | None,
+        typer.Option(help="only this error code (repeatable); default: every code that can succeed now"),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list, change nothing")] = False,
+) -> None:
+    """Re-enqueue failed jobs that can succeed now (not media that cannot be analysed, unless --code)."""
+    if not failed:
+        raise fail("say what to retry: --failed")
+    from tasks.learn import progress_bar
+    from tasks.maintenance import retry_failed
+
+    with progress_bar(err) as progress:
+        requeued, sent = retry_failed(
+            parse_since(since) if since else None,
+            tuple(code or ()),
+            dry_run,
+            progress_callback(progress, "re-sending"),
+        )
+    print_requeued(requeued, sent, dry_run, "retry")
+
+
+@app.command()
+def reaggregate(
+    since: Annotated[str | None, typer.Option(help="only jobs finished since: 30m, 24h, 7d or ISO")] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="aggregation policy (default: the configured one)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list changes, write nothing")] = False,
+) -> None:
+    """Recompute verdicts from stored scores with the current aggregation settings; media is not touched."""
+    from worker.settings import get_settings
+
+    if policy is not None and policy != get_settings().aggregate.policy:
+        raise fail(f"unknown policy {policy!r}; available: {get_settings().aggregate.policy}")
+    from tasks.learn import progress_bar
+    from tasks.maintenance import reaggregate as reaggregate_jobs
+
+    with progress_bar(err) as progress:
+        changed = reaggregate_jobs(
+            parse_since(since) if since else None, dry_run, progress_callback(progress, "re-aggregating")
+        )
+    for change in changed:
+        print(json.dumps(change), flush=True)
+    err.print(
+        f"reaggregate: {len(changed)} verdict(s) {'would change' if dry_run else 'changed'}", highlight=False
+    )
 
 
 @models_app.command("list")
