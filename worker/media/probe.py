@@ -213,7 +213,9 @@ def refuse_non_video(
     if is_image_demuxer(container.format.name):
         if kind in IMAGE_KINDS:
             raise MediaError(ErrorCode.CORRUPT, f"looks like {kind} but cannot be decoded")
-        image_format = stream.codec.canonical_name if stream is not None else name.removesuffix("_pipe")
+        if kind is None:  # FFmpeg guessed an image format from the file name alone
+            raise MediaError(ErrorCode.NOT_MEDIA, "not an image or a video this service can read")
+        image_format = stream.codec_context.name if stream is not None else name.removesuffix("_pipe")
         raise MediaError(ErrorCode.UNSUPPORTED, f"{image_format} images are not supported")
     if container.streams.audio:
         audio = container.streams.audio[0].codec.canonical_name
