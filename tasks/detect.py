@@ -129,6 +129,10 @@ def detect_media(
     settings = get_service_settings()
     try:
         outcome = process_object(bucket, key, priority, metadata or {})
+    except SoftTimeLimitExceeded:  # while fetching or probing (analysis has its own handler in run_job)
+        logger.error("object s3://%s/%s: soft time limit reached before analysis", bucket, key)
+        message = "fetching the object exceeded the task's soft time limit"
+        return record_failure(bucket, key, ErrorCode.TIMEOUT.value, message, metadata or {}).to_dict()
     except TransientError as exc:
         if self.request.retries >= settings.transient_retries:
             logger.error(
