@@ -326,3 +326,23 @@ def object_keys(session: Session, media_id: int) -> list[tuple[str, str]]:
         select(MediaObject.bucket, MediaObject.key).where(MediaObject.media_id == media_id)
     ).all()
     return [(row.bucket, row.key) for row in rows]
+
+
+def jobs_to_backfill(
+    session: Session, detector: str, version: str, since: datetime | None = None
+) -> list[int]:
+    """Finished jobs whose scores from `detector` were made by another version (or other weights), or that
+    have no score from it at all."""
+    current = (
+        select(FaceScore.job_id)
+        .where(FaceScore.detector == detector, FaceScore.detector_version == version)
+        .union(
+            select(FrameScore.job_id).where(
+                FrameScore.detector == detector, FrameScore.detector_version == version
+            )
+        )
+    )
+    query = select(Job.id).where(Job.status == "done", Job.media_id.is_not(None), Job.id.not_in(current))
+    if since is not None:
+        query = query.where(Job.finished_at >= since)
+    return list(session.execute(query.order_by(Job.id)).scalars())

@@ -119,3 +119,20 @@ def replace_verdict(
             index_elements=[Verdict.job_id], set_={**verdict, "created_at": func.now()}
         )
     )
+
+
+def replace_detector_scores(
+    session: Session,
+    job_id: int,
+    detector: str,
+    *,
+    face_scores: Sequence[dict[str, Any]],
+    frame_scores: Sequence[dict[str, Any]],
+) -> None:
+    """One detector's rows of a job, replaced (a backfill); other detectors' rows are left alone."""
+    for table in (FaceScore, FrameScore):
+        session.execute(delete(table).where(table.job_id == job_id, table.detector == detector))
+    if face_scores:
+        session.execute(insert(FaceScore), [{**row, "job_id": job_id} for row in face_scores])
+    if frame_scores:
+        session.execute(insert(FrameScore), [{**row, "job_id": job_id} for row in frame_scores])

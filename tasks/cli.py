@@ -446,6 +446,41 @@ def reaggregate(
     )
 
 
+@app.command()
+def backfill(
+    detector: Annotated[
+        str, typer.Option(help="the detector to re-run where its version or weights changed")
+    ],
+    since: Annotated[str | None, typer.Option(help="only jobs finished since: 30m, 24h, 7d or ISO")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the jobs, change nothing")] = False,
+) -> None:
+    """Re-run one detector on stored faces (media re-fetched, faces not re-detected), then re-aggregate."""
+    from tasks.learn import progress_bar
+    from tasks.maintenance import backfill as backfill_jobs
+    from worker.errors import ModelUnavailable
+
+    try:
+        with progress_bar(err) as progress:
+            report = backfill_jobs(
+                detector,
+                parse_since(since) if since else None,
+                dry_run,
+                progress_callback(progress, f"backfilling {detector}"),
+            )
+    except ModelUnavailable as exc:
+        raise fail(str(exc), EXIT_UNAVAILABLE) from exc
+    for job_id in report.jobs:
+        print(job_id, flush=True)
+    for job_id, reason in report.skipped.items():
+        err.print(Text(f"skipped job {job_id}: {reason}"))
+    verb = "would re-run" if dry_run else "re-ran"
+    err.print(
+        f"backfill: {verb} {detector} ({report.version}) on {len(report.jobs)} job(s); "
+        f"{len(report.skipped)} skipped",
+        highlight=False,
+    )
+
+
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Known weight files, whether the cache has them, and which detectors use them."""

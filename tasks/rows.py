@@ -9,6 +9,7 @@ import numpy as np
 from storage.schema import Media
 from storage.schema import Verdict as VerdictRow
 from worker.aggregate import Coverage, FaceScore, FrameScore, Label, TrackScore, Verdict
+from worker.detectors.base import DetectorLineage
 from worker.faces.types import Face
 from worker.media import MediaInfo
 from worker.pipeline import Analysis, Pipeline
@@ -22,13 +23,33 @@ def analysis_rows(analysis: Analysis, pipeline: Pipeline) -> dict[str, Any]:
         "sampling": pipeline.settings.sampling.model_dump(mode="json"),
         "face_detector": pipeline.face_detector.lineage(),
     }
-    faces = {(f.frame_index, f.face_index): f for f in analysis.faces}
-    face_scores = []
-    for score in analysis.scores:
-        face = faces[(score.frame_index, score.face_index)]
-        lineage = lineages[score.detector]
+    timestamps = {f.index: f.timestamp_s for f in analysis.frames}
+    return {
+        "frame_scores": frame_score_rows(analysis.frame_scores, timestamps, lineages, sampling),
+        "frames": [
+            {
+                "frame_index": f.index,
+                "timestamp_s": f.timestamp_s,
+                "width": f.width,
+                "height": f.height,
+                "faces": f.faces,
+            }
+            for f in analysis.frames
+        ],
+        "face_scores": face_score_rows(analysis.faces, analysis.scores, lineages, sampling),
+        **verdict_rows(analysis.verdict),
+    }
+
+
+def face_score_rows(
+    faces: list[Face], scores: list[FaceScore], lineages: dict[str, DetectorLineage], sampling: dict[str, Any]
+) -> list[dict[str, Any]]:
+    by_key = {(f.frame_index, f.face_index): f for f in faces}
+    rows = []
+    for score in scores:
+        face, lineage = by_key[(score.frame_index, score.face_index)], lineages[score.detector]
         x, y, w, h = face.box
-        face_scores.append(
+        rows.append(
             {
                 "frame_index": score.frame_index,
                 "face_index": score.face_index,
@@ -46,34 +67,27 @@ def analysis_rows(analysis: Analysis, pipeline: Pipeline) -> dict[str, Any]:
                 "score": score.score,
             }
         )
-    timestamps = {f.index: f.timestamp_s for f in analysis.frames}
-    frame_scores = [
+    return rows
+
+
+def frame_score_rows(
+    scores: list[FrameScore],
+    timestamps: dict[int, float],
+    lineages: dict[str, DetectorLineage],
+    sampling: dict[str, Any],
+) -> list[dict[str, Any]]:
+    return [
         {
-            "frame_index": score.frame_index,
-            "timestamp_s": timestamps[score.frame_index],
-            "detector": score.detector,
-            "detector_version": lineages[score.detector].version,
-            "weights": lineages[score.detector].weights,
+            "frame_index": s.frame_index,
+            "timestamp_s": timestamps.get(s.frame_index, s.timestamp_s),
+            "detector": s.detector,
+            "detector_version": lineages[s.detector].version,
+            "weights": lineages[s.detector].weights,
             "sampling": sampling,
-            "score": score.score,
+            "score": s.score,
         }
-        for score in analysis.frame_scores
+        for s in scores
     ]
-    return {
-        "frame_scores": frame_scores,
-        "frames": [
-            {
-                "frame_index": f.index,
-                "timestamp_s": f.timestamp_s,
-                "width": f.width,
-                "height": f.height,
-                "faces": f.faces,
-            }
-            for f in analysis.frames
-        ],
-        "face_scores": face_scores,
-        **verdict_rows(analysis.verdict),
-    }
 
 
 def verdict_rows(verdict: Verdict) -> dict[str, Any]:

@@ -133,7 +133,13 @@ class Pipeline:
             with measure(timings, "probe"):
                 info = probe_media(path, self.settings.limits)
         with measure(timings, "decode"):
-            sample = sample_frames(path, info, self.settings.limits, self.settings.sampling.frames_per_video)
+            sample = sample_frames(
+                path,
+                info,
+                self.settings.limits,
+                self.settings.sampling.frames_per_video,
+                method=self.settings.sampling.method,
+            )
         with measure(timings, "faces"):
             faces_by_frame = [
                 self.face_detector.detect(f.image, f.index, f.timestamp_s) for f in sample.frames
@@ -149,15 +155,16 @@ class Pipeline:
         for detector in self.detectors:
             with measure(timings, f"detector:{detector.name}"):
                 if detector.looks_at == "face":
-                    scores.extend(self._score_faces(detector, sample.frames, faces))
+                    scores.extend(self.score_faces(detector, sample.frames, faces))
                 else:
-                    frame_scores.extend(self._score_frames(detector, sample.frames))
+                    frame_scores.extend(self.score_frames(detector, sample.frames))
         with measure(timings, "aggregate"):
             verdict = decide_verdict(scores, self.aggregate, sample.requested, sample.decoded, frame_scores)
         kept = sample.frames if keep_frames else []
         return Analysis(info, sample.method, frames, faces, scores, verdict, timings, frame_scores, kept)
 
-    def _score_faces(self, detector: Detector, frames: list[Frame], faces: list[Face]) -> list[FaceScore]:
+    def score_faces(self, detector: Detector, frames: list[Frame], faces: list[Face]) -> list[FaceScore]:
+        """One detector's score for each face (crops made from `frames`)."""
         images = {f.index: f.image for f in frames}
         margin = self.settings.faces.crop_margin
         makers = [partial(crop_face, images[f.frame_index], f, detector.input_size, margin) for f in faces]
@@ -167,7 +174,8 @@ class Pipeline:
             for f, v in zip(faces, values, strict=True)
         ]
 
-    def _score_frames(self, detector: Detector, frames: list[Frame]) -> list[FrameScore]:
+    def score_frames(self, detector: Detector, frames: list[Frame]) -> list[FrameScore]:
+        """One whole-frame detector's score for each frame."""
         makers = [partial(square_frame, f.image, detector.input_size) for f in frames]
         values = self._predict_batched(detector, makers)
         return [

@@ -13,9 +13,11 @@ from sqlalchemy import select, update
 from storage.db import session_factory, transaction
 from storage.jobs import claim_job, fail_job, find_or_create_job, finish_job, record_object_failure
 from storage.results import replace_results, upsert_media
-from storage.schema import Job, Verdict
+from storage.schema import FaceScore, Job, Verdict
 from tests.conftest import run_cli
+from tests.e2e.conftest import enqueue, wait_for
 from tests.integration.test_storage import INFO, results
+from tests.reliability.conftest import WorkerProcess, reliability_env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
@@ -125,3 +127,61 @@ def test_reaggregate_recomputes_verdicts_from_scores(env, postgres_url) -> None:
         verdict = session.get_one(Verdict, job_id)
         assert (verdict.label, verdict.threshold, verdict.policy) == ("fake", 0.5, "max_track_mean/2")
     assert f'"job_id": {job_id}' not in run_cli("reaggregate", env=env).stdout
+
+
+def test_backfill_reruns_one_detector_where_its_weights_changed(
+    postgres_url, redis_url, queues, s3_endpoint, s3_client, bucket, models_dir, dev_dir, tmp_path
+):
+    s3_client.upload_file(
+        str(dev_dir / "real/inthewild_video/itw_RealPutin.mp4"), bucket, "backfill/clip.mp4"
+    )
+    service = reliability_env(
+        database_url=postgres_url,
+        broker_url=redis_url,
+        s3_endpoint=s3_endpoint,
+        models_dir=models_dir,
+        work=tmp_path / "downloads",
+        queue=queues["detect"],
+        DFW_SAMPLING__FRAMES_PER_VIDEO="6",
+    )
+    factory = session_factory(postgres_url)
+    worker = WorkerProcess(service, queues["detect"], tmp_path / "worker.log")
+    worker.start()
+    try:
+        enqueue(service, f"s3://{bucket}/backfill/clip.mp4")
+        wait_for(lambda: job_of(factory, "backfill/clip.mp4") is not None, 120, worker.log, "the job")
+    finally:
+        worker.stop()
+    job = job_of(factory, "backfill/clip.mp4")
+    assert job is not None
+    before = scores_of(factory, job.id)
+    retrained = {**service, "DFW_MESO4__WEIGHTS": "Meso4_F2F.h5"}  # new weights: a new meso4 version
+    dry = run_cli("backfill", "--detector", "meso4", "--dry-run", env=retrained)
+    assert dry.returncode == 0 and str(job.id) in dry.stdout.split()
+    assert scores_of(factory, job.id) == before
+    done = run_cli("backfill", "--detector", "meso4", env=retrained)
+    assert done.returncode == 0, done.stderr
+    after = scores_of(factory, job.id)
+    assert [key for key, _, _ in after] == [key for key, _, _ in before]  # same faces, nothing detected anew
+    assert {version for _, version, _ in after} != {version for _, version, _ in before}
+    assert [score for _, _, score in after] != [score for _, _, score in before]
+    with factory() as session:
+        verdict = session.get_one(Verdict, job.id)
+        assert verdict.tracks == 1  # one person: the verdict is the mean of the re-run scores
+        assert verdict.detectors["meso4"] == pytest.approx(sum(s for _, _, s in after) / len(after))
+    assert str(job.id) not in run_cli("backfill", "--detector", "meso4", env=retrained).stdout.split()
+
+
+def job_of(factory, key: str) -> Job | None:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        return session.execute(select(Job).where(Job.key == key, Job.status == "done")).scalar()
+
+
+def scores_of(factory, job_id: int) -> list[tuple[tuple[int, int], str, float]]:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        rows = session.execute(
+            select(FaceScore)
+            .where(FaceScore.job_id == job_id)
+            .order_by(FaceScore.frame_index, FaceScore.face_index)
+        ).scalars()
+        return [((r.frame_index, r.face_index), r.detector_version, r.score) for r in rows]
