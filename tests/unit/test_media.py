@@ -15,7 +15,6 @@ import zlib
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
 
 import av
 import av.audio.stream
@@ -28,7 +27,7 @@ from worker.errors import ErrorCode, MediaError
 from worker.media import Frame, FrameSample, MediaInfo, load_image, probe_media, sample_frames
 from worker.media.frames import pick_frame_indices
 from worker.media.probe import sniff_signature
-from worker.settings import MediaLimits
+from worker.settings import MediaLimits, SamplingMethod
 
 SHARED_DIR = Path(os.environ.get("DFW_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared")
 DEV_DIR = SHARED_DIR / "data" / "dev"
@@ -36,7 +35,7 @@ MANIFEST = DEV_DIR / "manifest.csv"
 needs_dev = pytest.mark.skipif(not MANIFEST.is_file(), reason=f"dev set not found under {SHARED_DIR}")
 
 LIMITS = MediaLimits()
-DECODERS: tuple[Literal["decord", "pyav"], ...] = ("decord", "pyav")
+DECODERS: tuple[tuple[SamplingMethod, str], ...] = (("decord", "decord"), ("sequential", "pyav-sequential"))
 CODEC_BY_FORMAT = {"mp4": "h264", "webm": "vp8", "avi": "mpeg4"}
 SMALL_MP4 = "fake/inthewild_video/itw_FakeObama.mp4"  # 390x404, 49 frames, moov first
 MOOV_FIRST_MP4 = "real/inthewild_video/itw_RealTaxi.mp4"  # 276x280, 69 frames, moov first
@@ -219,7 +218,7 @@ def test_dev_video_probe_matches_manifest(rel: str) -> None:
 def test_dev_video_sampling_with_decord(rel: str) -> None:
     row = ROWS[rel]
     info = probe_media(DEV_DIR / rel, LIMITS)
-    sample = sample_frames(DEV_DIR / rel, info, LIMITS, 8)
+    sample = sample_frames(DEV_DIR / rel, info, LIMITS, 8, method="decord")
     assert (sample.method, sample.requested, sample.decoded) == ("decord", 8, 8)
     assert [f.index for f in sample.frames] == pick_frame_indices(int(row["frames"]), 8)
     for frame in sample.frames:
@@ -233,9 +232,9 @@ def test_dev_video_sampling_with_decord(rel: str) -> None:
 def test_decord_and_pyav_frames_are_pixel_identical(rel: str) -> None:
     path = DEV_DIR / rel
     info = probe_media(path, LIMITS)
-    by_decord = sample_frames(path, info, LIMITS, 6)
-    by_pyav = sample_frames(path, info, LIMITS, 6, prefer="pyav")
-    assert (by_decord.method, by_pyav.method) == ("decord", "pyav")
+    by_decord = sample_frames(path, info, LIMITS, 6, method="decord")
+    by_pyav = sample_frames(path, info, LIMITS, 6, method="sequential")
+    assert (by_decord.method, by_pyav.method) == ("decord", "pyav-sequential")
     assert [f.index for f in by_decord.frames] == [f.index for f in by_pyav.frames]
     for ours, theirs in zip(by_decord.frames, by_pyav.frames, strict=True):
         assert np.array_equal(ours.image, theirs.image), ours.index
@@ -261,9 +260,9 @@ def test_sampling_picks_uniform_frames_by_colour(h264_mp4: Path) -> None:
     assert (info.format, info.codec, info.width, info.height) == ("mp4", "h264", 64, 48)
     assert (info.frame_count, info.fps) == (30, 30.0)
     expected = [2, 6, 9, 13, 17, 21, 24, 28]
-    for prefer in DECODERS:
-        sample = sample_frames(h264_mp4, info, LIMITS, 8, prefer=prefer)
-        assert sample.method == prefer
+    for method, name in DECODERS:
+        sample = sample_frames(h264_mp4, info, LIMITS, 8, method=method)
+        assert sample.method == name
         assert [f.index for f in sample.frames] == expected
         assert [read_index(f) for f in sample.frames] == expected
         assert [f.timestamp_s for f in sample.frames] == pytest.approx([i / 30 for i in expected], abs=1e-3)
@@ -278,7 +277,7 @@ def test_short_video_returns_every_frame(h264_mp4: Path) -> None:
 
 def test_pyav_counts_frames_when_none_declared(h264_mp4: Path) -> None:
     info = dataclasses.replace(probe_media(h264_mp4, LIMITS), frame_count=None)
-    sample = sample_frames(h264_mp4, info, LIMITS, 3, prefer="pyav")
+    sample = sample_frames(h264_mp4, info, LIMITS, 3, method="sequential")
     assert [read_index(f) for f in sample.frames] == pick_frame_indices(30, 3) == [5, 15, 25]
 
 
@@ -316,8 +315,8 @@ def test_av1_falls_back_to_pyav(video_dir: Path) -> None:
     path = encode_video(video_dir / "av1.mkv", "libsvtav1")
     info = probe_media(path, LIMITS)
     assert (info.format, info.codec) == ("mkv", "av1")
-    sample = sample_frames(path, info, LIMITS, 8)
-    assert sample.method == "pyav"  # decord 0.6.0's FFmpeg has no AV1 decoder: it cannot even open the file
+    sample = sample_frames(path, info, LIMITS, 8, method="decord")
+    assert sample.method == "pyav-sequential"  # decord 0.6.0 has no AV1 decoder: it cannot open the file
     assert [read_index(f) for f in sample.frames] == pick_frame_indices(30, 8)
 
 
@@ -334,9 +333,9 @@ def test_video_with_no_decodable_frame(h264_mp4: Path, tmp_path: Path) -> None:
     path = tmp_path / "zeroed.mp4"
     path.write_bytes(bytes(data))
     info = probe_media(path, LIMITS)
-    for prefer in DECODERS:
+    for method, _ in DECODERS:
         with pytest.raises(MediaError) as caught:
-            sample_frames(path, info, LIMITS, 8, prefer=prefer)
+            sample_frames(path, info, LIMITS, 8, method=method)
         assert caught.value.code == ErrorCode.NO_FRAMES
 
 
@@ -361,7 +360,7 @@ def test_truncated_mp4_with_index_decodes_a_prefix(tmp_path: Path) -> None:
     assert (info.frame_count, info.width, info.height) == (69, 276, 280)  # the header still declares it all
     planned = pick_frame_indices(69, 16)
     sample = sample_frames(path, info, LIMITS, 16)
-    assert sample.method == "pyav"  # decord refuses the file while indexing it
+    assert sample.method == "pyav-sequential"  # demuxing stops early: frames are numbered as they come out
     assert sample.requested == 16 and 0 < sample.decoded < 16
     assert [f.index for f in sample.frames] == planned[: sample.decoded]
 

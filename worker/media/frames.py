@@ -1,32 +1,61 @@
 """Frame sampling: N uniformly spaced RGB frames of a video, or the one frame of an image.
 
-Videos are read with decord when it is installed and can open the file (`get_batch` seeks to the wanted
-frames); otherwise with PyAV in one sequential pass that converts only the wanted frames and stops after
-the last one. Both return the same pixels for the same index (FFmpeg's default YUV->RGB conversion).
+The video's keyframe layout is read first by demuxing it (no decoding). With it, the cost model in
+`worker.media.plan` picks the cheapest exact way to decode the wanted frames: decord's `get_batch`, PyAV
+seeking to the keyframe before each group of wanted frames, or one sequential PyAV pass. All of them return
+the same pixels for the same index (see `worker.media.decoders`). A file whose timestamps do not number its
+frames unambiguously (missing or repeated pts, a demuxing error, fewer packets than the header declares) is
+read in one sequential pass that numbers frames as they come out.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import av
 import av.container
-import av.video.frame
 import av.video.stream
-import numpy as np
 
 from worker.errors import ErrorCode, MediaError
+from worker.media.decoders import (
+    open_for_decoding,
+    read_counting,
+    read_decord,
+    read_from_start,
+    read_keyframes,
+    read_segments,
+    require_video_stream,
+)
 from worker.media.images import check_pixels, load_image
-from worker.media.probe import find_video_stream
+from worker.media.layout import KeyframeLayout, read_layout
+from worker.media.plan import (
+    DecodeCosts,
+    ReadMethod,
+    Segment,
+    choose_method,
+    costs_for,
+    nearest_keyframes,
+    plan_segments,
+)
 from worker.media.types import Frame, FrameSample, MediaInfo
-from worker.settings import MediaLimits
+from worker.settings import MediaLimits, SamplingMethod
 
 logger = logging.getLogger(__name__)
 
-MAX_DECODE_ERRORS = 32  # bad packets skipped by the PyAV pass before it gives up on the rest
+COSTS = DecodeCosts()  # the constants; the keyframe weight is set per file (`costs_of`)
+# Demuxers that seek through an index of keyframes. decord seeks with av_seek_frame and trusts where it lands,
+# which is wrong where FFmpeg searches by timestamps instead (MPEG-TS, MPEG-PS, ...): decord is kept to these.
+INDEXED_FORMATS = frozenset({"mov", "mp4", "matroska", "webm", "avi"})
+SAMPLE_NAMES = {
+    "decord": "decord",
+    "seek": "pyav-seek",
+    "sequential": "pyav-sequential",
+    "keyframes": "pyav-keyframes",
+}
 
 
 def pick_frame_indices(frame_count: int, wanted: int) -> list[int]:
@@ -39,17 +68,40 @@ def pick_frame_indices(frame_count: int, wanted: int) -> list[int]:
     return sorted(picked)
 
 
+@cache
+def decord_installed() -> bool:
+    return importlib.util.find_spec("decord") is not None
+
+
+def costs_of(layout: KeyframeLayout) -> DecodeCosts:
+    return costs_for(layout.key_bytes, layout.inter_bytes, COSTS)
+
+
+def decord_reads_exactly(container: av.container.InputContainer, layout: KeyframeLayout) -> bool:
+    indexed = not INDEXED_FORMATS.isdisjoint(container.format.name.split(","))
+    return indexed and layout.decord_safe and decord_installed()
+
+
+def replay_method(recorded: str | None) -> SamplingMethod:
+    """The method that gives again the frames a recorded sample had: every exact method returns the same
+    frames, so only a keyframe-aligned sample must be replayed as one."""
+    return "keyframes" if recorded == "pyav-keyframes" else "auto"
+
+
 def sample_frames(
     path: Path,
     info: MediaInfo,
     limits: MediaLimits,
     frames_per_video: int,
     *,
-    prefer: Literal["decord", "pyav"] = "decord",
+    method: SamplingMethod = "auto",
 ) -> FrameSample:
-    """Decode what the detectors look at.
+    """Decode what the detectors look at: `frames_per_video` uniformly spaced frames (see module doc).
 
-    `prefer="pyav"` skips decord (for tests, and for decord builds known to misread a format).
+    `method="keyframes"` takes the keyframe nearest each uniformly spaced frame instead and decodes only
+    keyframes: a cheap first pass. The other methods force one decoder (for tests and benchmarks); one that
+    cannot read the file exactly falls back to the cheapest that can. All exact methods return the same
+    frames (tested); `replay_method` gives the method that reproduces a recorded sample.
     """
     if frames_per_video < 1:
         raise ValueError(f"frames_per_video must be at least 1, not {frames_per_video}")
@@ -57,11 +109,42 @@ def sample_frames(
         frame = load_image(path, info, limits)
         return FrameSample(info=info, frames=[frame], requested=1, decoded=1, method="image")
     check_pixels(info.width, info.height, limits, "video")
-    sample = read_with_decord(path, info, frames_per_video) if prefer == "decord" else None
-    if sample is None:
-        sample = read_with_pyav(path, info, limits, frames_per_video)
+    with open_for_decoding(path) as container:
+        stream = require_video_stream(container)
+        layout = read_layout(container, stream, limits, path.name)
+        total = layout.frame_count if layout.complete else info.frame_count or layout.frame_count
+        indices = pick_frame_indices(total, frames_per_video)
+        if method == "keyframes" and layout.exact:
+            indices = nearest_keyframes(layout.keyframes, indices)
+        sample = read_indices(path, container, stream, info, limits, layout, indices, method)
+    return checked(path, sample)
+
+
+def read_frames(
+    path: Path,
+    info: MediaInfo,
+    limits: MediaLimits,
+    indices: Sequence[int],
+    *,
+    method: SamplingMethod = "auto",
+) -> FrameSample:
+    """Decode the given frame indices of a video (e.g. a second pass from `plan.pick_dense_indices`);
+    indices outside the video are dropped. `method="keyframes"` decodes the keyframe nearest each."""
+    check_pixels(info.width, info.height, limits, "video")
+    with open_for_decoding(path) as container:
+        stream = require_video_stream(container)
+        layout = read_layout(container, stream, limits, path.name)
+        total = layout.frame_count if layout.complete else info.frame_count or layout.frame_count
+        wanted = sorted({i for i in indices if 0 <= i < total})
+        if method == "keyframes" and layout.exact:
+            wanted = nearest_keyframes(layout.keyframes, wanted)
+        sample = read_indices(path, container, stream, info, limits, layout, wanted, method)
+    return checked(path, sample)
+
+
+def checked(path: Path, sample: FrameSample) -> FrameSample:
     if not sample.frames:
-        raise MediaError(ErrorCode.NO_FRAMES, f"no frame of the {info.format} video could be decoded")
+        raise MediaError(ErrorCode.NO_FRAMES, f"no frame of the {sample.info.format} video could be decoded")
     if sample.decoded < sample.requested:
         logger.warning(
             "%s: decoded %s of %s planned frames (%s)",
@@ -73,142 +156,101 @@ def sample_frames(
     return sample
 
 
-def as_numpy(batch: Any) -> np.ndarray:
-    """decord returns its own NDArray (native bridge) or a framework tensor if a bridge was set."""
-    if hasattr(batch, "asnumpy"):
-        return np.asarray(batch.asnumpy())
-    return np.asarray(batch)
+def resolve_method(
+    path: Path, layout: KeyframeLayout, indices: Sequence[int], method: SamplingMethod, decord_ok: bool
+) -> ReadMethod:
+    """The requested method if it reads this file exactly, else the cheapest exact one."""
+    allowed: list[ReadMethod] = ["sequential", "seek"]
+    if decord_ok:
+        allowed.append("decord")
+    for candidate in allowed:
+        if candidate == method:
+            return candidate
+    if method == "decord":
+        logger.info("%s: decord is absent or numbers this file's frames otherwise; using PyAV", path.name)
+    return choose_method(layout.keyframes, layout.frame_count, indices, costs_of(layout), allowed)
 
 
-def read_with_decord(path: Path, info: MediaInfo, wanted: int) -> FrameSample | None:
-    """Frames by decord's seeking reader; None when decord is absent or cannot read the file."""
-    try:
-        import decord
-    except ImportError:
-        logger.debug("decord is not installed; reading %s with PyAV", path.name)
-        return None
-    try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-        indices = pick_frame_indices(len(reader), wanted)
-        if not indices:
-            return None
-        batch = as_numpy(reader.get_batch(indices))
-        stamps = np.asarray(reader.get_frame_timestamp(indices), dtype=np.float64).reshape(len(indices), -1)
-    except Exception as exc:  # decord raises DECORDError / RuntimeError for anything it cannot read
-        logger.warning("decord cannot read %s (%s); falling back to PyAV", path.name, str(exc)[:200])
-        return None
-    if batch.ndim != 4 or batch.shape[0] != len(indices) or batch.shape[3] != 3 or batch.dtype != np.uint8:
-        logger.warning("decord returned an unexpected batch %s for %s; using PyAV", batch.shape, path.name)
-        return None
-    frames = [
-        Frame(index=index, timestamp_s=float(stamps[k, 0]), image=np.ascontiguousarray(batch[k]))
-        for k, index in enumerate(indices)
-    ]
-    return FrameSample(info=info, frames=frames, requested=len(indices), decoded=len(frames), method="decord")
-
-
-def open_for_decoding(path: Path) -> av.container.InputContainer:
-    try:
-        return av.open(str(path), mode="r", metadata_errors="replace")
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise MediaError(ErrorCode.CORRUPT, f"video cannot be opened for decoding ({reason})") from None
-
-
-def require_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
-    stream = find_video_stream(container)
-    if stream is None:
-        raise MediaError(ErrorCode.NO_FRAMES, "the file holds no video stream")
-    return stream
-
-
-def count_video_packets(path: Path, limits: MediaLimits) -> int:
-    """Frame count for a video that declares none: demux (no decode) and count video packets."""
-    count = 0
-    with open_for_decoding(path) as container:
-        stream = require_video_stream(container)
-        try:
-            for packet in container.demux(stream):
-                count += 1 if packet.size else 0
-                if count > limits.max_frames:
-                    raise MediaError(ErrorCode.TOO_LONG, f"video has over {limits.max_frames} frames")
-        except av.FFmpegError as exc:
-            logger.info("%s: demuxing stopped after %s packets: %s", path.name, count, exc)
-    return count
-
-
-def flush_decoder(stream: av.video.stream.VideoStream) -> list[av.video.frame.VideoFrame]:
-    try:
-        return stream.decode(None)
-    except av.FFmpegError:
-        return []
-
-
-def iterate_frames(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, name: str
-) -> Iterator[tuple[int, av.video.frame.VideoFrame]]:
-    """(index, frame) in presentation order; bad packets are skipped, a broken container ends the pass."""
-    packets = container.demux(stream)
-    index = errors = 0
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            return  # demux ends with an empty packet, which already flushed the decoder
-        except av.FFmpegError as exc:
-            logger.info("%s: demuxing stopped at frame %s: %s", name, index, exc)
-            break
-        try:
-            decoded = stream.decode(packet)
-        except av.FFmpegError as exc:
-            errors += 1
-            logger.debug("%s: bad packet skipped near frame %s: %s", name, index, exc)
-            if errors > MAX_DECODE_ERRORS:
-                break
-            continue
-        for frame in decoded:
-            yield index, frame
-            index += 1
-    for frame in flush_decoder(stream):
-        yield index, frame
-        index += 1
-
-
-def frame_time(frame: av.video.frame.VideoFrame, index: int, fps: float | None) -> float:
-    seconds: float | None = frame.time
-    if seconds is not None:
-        return float(seconds)
-    return index / fps if fps else 0.0
-
-
-def decode_wanted(
+def read_indices(
+    path: Path,
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
-    indices: Sequence[int],
     info: MediaInfo,
     limits: MediaLimits,
-) -> list[Frame]:
-    wanted = set(indices)
-    last = max(indices)
-    frames: list[Frame] = []
-    for index, frame in iterate_frames(container, stream, container.name):
-        if index in wanted:
-            check_pixels(frame.width, frame.height, limits, "video frame")
-            image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-            frames.append(Frame(index=index, timestamp_s=frame_time(frame, index, info.fps), image=image))
-        if index >= last:
-            break
-    return frames
+    layout: KeyframeLayout,
+    indices: Sequence[int],
+    method: SamplingMethod,
+) -> FrameSample:
+    """Decode sorted, unique indices with the method chosen for this file (see module doc)."""
+    found: dict[int, Frame] = {}
+    name: ReadMethod | Literal["keyframes"] = "sequential"
+    if not indices:
+        pass
+    elif not layout.exact:
+        found = read_counting(path, indices, limits)
+    elif method == "keyframes":
+        name = "keyframes"
+        found = read_keyframe_indices(path, container, stream, layout, indices, limits)
+    else:
+        name = resolve_method(path, layout, indices, method, decord_reads_exactly(container, layout))
+        name, found = read_chosen(path, container, stream, layout, indices, limits, name)
+    frames = [found[i] for i in indices if i in found]
+    return FrameSample(info, frames, requested=len(indices), decoded=len(frames), method=SAMPLE_NAMES[name])
 
 
-def read_with_pyav(path: Path, info: MediaInfo, limits: MediaLimits, wanted: int) -> FrameSample:
-    """One sequential decode pass that keeps only the wanted frames."""
-    total = info.frame_count or count_video_packets(path, limits)
-    indices = pick_frame_indices(total, wanted)
-    frames: list[Frame] = []
-    if indices:
-        with open_for_decoding(path) as container:
-            stream = require_video_stream(container)
-            stream.thread_type = "AUTO"
-            frames = decode_wanted(container, stream, indices, info, limits)
-    return FrameSample(info=info, frames=frames, requested=len(indices), decoded=len(frames), method="pyav")
+def read_chosen(
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    layout: KeyframeLayout,
+    indices: Sequence[int],
+    limits: MediaLimits,
+    name: ReadMethod,
+) -> tuple[ReadMethod, dict[int, Frame]]:
+    """Run the chosen reader; what it could not decode is read in one sequential pass."""
+    found: dict[int, Frame] | None = None
+    if name == "decord":
+        found = read_decord(path, layout, indices)
+        if found is None:
+            pyav: tuple[ReadMethod, ...] = ("sequential", "seek")
+            name = choose_method(layout.keyframes, layout.frame_count, indices, costs_of(layout), pyav)
+    if name == "seek":
+        found = read_segments(
+            container, stream, layout, plan_segments(layout.keyframes, indices, costs_of(layout)), limits
+        )
+    if found is None:
+        return name, read_from_start(path, container, stream, layout, indices, limits)
+    return name, complete_sequentially(path, container, stream, layout, indices, found, limits)
+
+
+def read_keyframe_indices(
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    layout: KeyframeLayout,
+    indices: Sequence[int],
+    limits: MediaLimits,
+) -> dict[int, Frame]:
+    """Keyframes only, fed straight to the decoder; those it does not return are sought one by one."""
+    found = {} if layout.open_gops else read_keyframes(path, container, stream, layout, indices, limits)
+    missing = [Segment(i, (i,)) for i in indices if i not in found]
+    if missing:
+        found.update(read_segments(container, stream, layout, missing, limits))
+    return complete_sequentially(path, container, stream, layout, indices, found, limits)
+
+
+def complete_sequentially(
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    layout: KeyframeLayout,
+    indices: Sequence[int],
+    found: dict[int, Frame],
+    limits: MediaLimits,
+) -> dict[int, Frame]:
+    """Add what a seeking reader missed (a seek that did not land, a frame not returned) in one pass."""
+    missing = [i for i in indices if i not in found]
+    if not missing:
+        return found
+    logger.info("%s: %s of %s frames decoded again sequentially", path.name, len(missing), len(indices))
+    return {**found, **read_from_start(path, container, stream, layout, missing, limits)}

@@ -44,4 +44,4 @@ class FrameSample:
     frames: list[Frame]
     requested: int  # frame indices planned: min(frames_per_video, frame count); 1 for an image
     decoded: int  # frames actually decoded (== len(frames))
-    method: str  # "image", "decord" or "pyav"
+    method: str  # "image", "decord", "pyav-seek", "pyav-sequential" or "pyav-keyframes"
