@@ -25,7 +25,8 @@ import numpy as np
 from worker.datasets import Example
 from worker.detectors.base import TrainableDetector
 from worker.errors import MediaError
-from worker.faces.yunet import YuNetFaceDetector, crop_face
+from worker.faces import create_face_detector
+from worker.faces.yunet import crop_face
 from worker.media import probe_media, sample_frames
 from worker.pipeline import square_frame
 from worker.settings import WorkerSettings, settings_digest
@@ -43,7 +44,7 @@ class CropCache:
         self.settings = settings
         self.looks_at = looks_at
         self.size = size
-        self.faces = YuNetFaceDetector(settings.faces, store_for(settings))
+        self.faces = create_face_detector(settings.faces, store_for(settings))
         self.directory.mkdir(parents=True, exist_ok=True)
         recipe = {
             "looks_at": looks_at,
