@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_after_setup, worker_process_init
+from celery.signals import celeryd_after_setup, task_postrun, worker_process_init, worker_process_shutdown
 from kombu import Queue
 
+from tasks import metrics
 from tasks.settings import get_service_settings
 
 logger = logging.getLogger(__name__)
@@ -20,16 +22,25 @@ CONSUMED: set[str] = set()  # queues this worker consumes; set in the parent, in
 def create_app() -> Celery:
     settings = get_service_settings()
     app = Celery(
-        "dfw", broker=settings.broker_url, include=["tasks.detect", "tasks.explain", "tasks.maintenance"]
+        "dfw",
+        broker=settings.broker_url,
+        include=["tasks.detect", "tasks.explain", "tasks.maintenance", "tasks.webhooks"],
     )
     app.conf.update(
         task_queues=[
-            Queue(name) for name in (settings.detect_queue, settings.explain_queue, MAINTENANCE_QUEUE)
+            Queue(name)
+            for name in (
+                settings.detect_queue,
+                settings.explain_queue,
+                settings.webhooks_queue,
+                MAINTENANCE_QUEUE,
+            )
         ],
         task_default_queue=settings.detect_queue,
         task_routes={
             "dfw.detect_media": {"queue": settings.detect_queue},
             "dfw.explain_media": {"queue": settings.explain_queue},
+            "dfw.deliver_webhook": {"queue": settings.webhooks_queue},
             "dfw.reap": {"queue": MAINTENANCE_QUEUE},
         },
         beat_schedule={"reap": {"task": "dfw.reap", "schedule": settings.reap_interval_s}},
@@ -74,3 +85,17 @@ def load_models_at_start(**_: Any) -> None:
         from tasks.explain import warm_explainer
 
         warm_explainer()
+
+
+@task_postrun.connect
+def count_finished_task(sender: Any = None, retval: Any = None, state: str | None = None, **_: Any) -> None:
+    """Metrics of a detect_media task that reached its final state (retries are not final)."""
+    if getattr(sender, "name", None) != "dfw.detect_media" or state == "RETRY":
+        return
+    metrics.count_job(retval)
+    metrics.observe_gpu_memory()
+
+
+@worker_process_shutdown.connect
+def forget_process_metrics(pid: int | None = None, **_: Any) -> None:
+    metrics.mark_process_dead(pid or os.getpid())

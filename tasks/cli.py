@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,15 +150,20 @@ def enqueue(
     urls: Annotated[list[str], typer.Argument(help="s3://bucket/key of uploaded objects")],
     priority: Annotated[int, typer.Option(min=0, max=9, help="0 runs first, 9 last")] = 5,
     meta: Annotated[list[str] | None, typer.Option(help="caller metadata KEY=VALUE (repeatable)")] = None,
+    callback: Annotated[
+        str | None, typer.Option(help="POST the final verdict, signed, to this http(s) URL")
+    ] = None,
 ) -> None:
     """Send dfw.detect_media tasks to the broker."""
     metadata = parse_metadata(meta or [])
+    if callback is not None and not re.match(r"https?://[^/\s]+", callback):
+        raise fail(f"--callback {callback!r} is not an http(s) URL")
     targets = [parse_s3_url(url) for url in urls]
     from tasks.producer import send_detect
 
     for bucket, key in targets:
         try:
-            task_id = send_detect(bucket, key, priority=priority, metadata=metadata)
+            task_id = send_detect(bucket, key, priority=priority, metadata=metadata, callback_url=callback)
         except Exception as exc:  # the broker is down or refuses: say so, do not pretend
             raise fail(f"could not enqueue s3://{bucket}/{key}: {exc}", 1) from exc
         print(f"{task_id}\ts3://{bucket}/{key}", flush=True)
@@ -183,30 +189,132 @@ def parse_metadata(items: list[str]) -> dict[str, str]:
 @app.command()
 def worker(
     queues: Annotated[str, typer.Option(help="comma-separated queues to consume")] = "detect",
-    concurrency: Annotated[int, typer.Option(min=1, help="worker processes (one per GPU for detect)")] = 1,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="worker processes (CPU hosts; with --gpus one per GPU)")
+    ] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level")] = "info",
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
     beat: Annotated[
         bool, typer.Option(help="also run the periodic reaper (one worker per deployment)")
     ] = False,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated GPU ids: one pinned worker process per GPU (CUDA_VISIBLE_DEVICES=<id>, "
+            "concurrency 1, prefetch 1), supervised by this command"
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the worker command(s) and environment; start nothing")
+    ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="serve Prometheus metrics here [default: DFW_METRICS_PORT, off]"),
+    ] = None,
 ) -> None:
     """Run a Celery worker (prefork pool, prefetch 1, models loaded once per process)."""
-    from tasks.app import app as celery_app
+    if not dry_run:
+        serve_worker_metrics(metrics_port)
+    if gpus is not None:
+        from tasks.gpus import child_commands, parse_gpus, supervise
 
+        if concurrency != 1:
+            raise fail("--concurrency cannot be combined with --gpus: each GPU gets one process")
+        try:
+            ids = parse_gpus(gpus)
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
+        commands = child_commands(ids, queues, loglevel, hostname, beat, dict(os.environ))
+        if dry_run:
+            for command in commands:
+                print(command.shell(), flush=True)
+            return
+        raise typer.Exit(supervise(commands))
     argv = [
         "worker",
         "--pool=prefork",
         f"--concurrency={concurrency}",
+        "--prefetch-multiplier=1",
         f"--queues={queues}",
         f"--loglevel={loglevel}",
         "--without-gossip",
         "--without-mingle",
+        "--task-events",  # Flower's task list
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
     if beat:
         argv.append("--beat")
+    if dry_run:
+        print(shlex.join(["celery", *argv]), flush=True)
+        return
+    from tasks.app import app as celery_app
+
     celery_app.worker_main(argv)
+
+
+def serve_worker_metrics(metrics_port: int | None) -> None:
+    """Prometheus multiprocess mode, set up before the pool forks: every pool process writes its samples to
+    files in PROMETHEUS_MULTIPROC_DIR (stale files removed; a new temporary folder, removed at exit, when
+    unset); this process serves their sum and the queue depths. The variable must be set before
+    prometheus_client is imported: it is read then. Per-GPU children (--gpus) inherit the folder and do not
+    serve metrics themselves.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    from tasks.settings import get_service_settings
+
+    settings = get_service_settings()
+    port = metrics_port or settings.metrics_port
+    if not port:
+        return
+    if "prometheus_client" in sys.modules:
+        raise fail("internal: prometheus_client was imported before the metrics folder was set up", 1)
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if configured:
+        folder = Path(configured)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="dfw-metrics-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    os.environ.pop("DFW_METRICS_PORT", None)
+    from tasks.app import app as celery_app
+    from tasks.metrics import start_metrics_server
+
+    queue_names = [queue.name for queue in celery_app.conf.task_queues or []]
+    start_metrics_server(port, settings.metrics_address, settings.broker_url, queue_names)
+    err.print(f"metrics on http://{settings.metrics_address}:{port}/metrics", highlight=False)
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port of the web UI")] = 5555,
+    address: Annotated[
+        str, typer.Option(help="address to listen on (0.0.0.0: every interface)")
+    ] = "127.0.0.1",
+    basic_auth: Annotated[
+        list[str] | None,
+        typer.Option(help="user:password allowed in (repeatable); or FLOWER_BASIC_AUTH=user:pass,user2:pass"),
+    ] = None,
+    url_prefix: Annotated[str | None, typer.Option(help="serve under this path, behind a proxy")] = None,
+) -> None:
+    """Celery's Flower on the project's broker: workers, queues, tasks (arguments are ids and keys only).
+
+    OAuth (--auth, FLOWER_OAUTH2_*) and every other Flower option are read from FLOWER_* variables.
+    """
+    from tasks.app import app as celery_app
+
+    argv = ["flower", f"--port={port}", f"--address={address}"]
+    if basic_auth:
+        argv.append(f"--basic-auth={','.join(basic_auth)}")
+    if url_prefix:
+        argv.append(f"--url-prefix={url_prefix}")
+    celery_app.start(argv)
 
 
 def parse_since(text: str) -> datetime:

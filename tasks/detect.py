@@ -38,6 +38,7 @@ from storage.results import lookup_object, replace_results, upsert_media, upsert
 from storage.schema import Job
 from storage.settings import get_storage_settings
 from tasks.app import app
+from tasks.metrics import count_detector_failures, observe_stages, time_stage
 from tasks.policy import should_explain
 from tasks.rows import analysis_rows
 from tasks.settings import get_service_settings
@@ -87,6 +88,8 @@ def warm_pipeline() -> None:
     except ModelUnavailable as exc:
         logger.error("pipeline unavailable at worker start: %s", exc)
         return
+    finally:
+        count_detector_failures(_pipeline.statuses if _pipeline is not None else [])
     logger.info(
         "pipeline %s loaded on %s: %s",
         pipeline.version,
@@ -124,8 +127,13 @@ def detect_media(
     key: str,
     priority: int = 5,
     metadata: dict[str, Any] | None = None,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
     """Analyse s3://bucket/key. Arguments are ids and keys only; results go to Postgres."""
+    if callback_url:  # kept in the caller metadata under a reserved key; delivered by tasks/webhooks.py
+        from tasks.webhooks import with_callback
+
+        metadata = with_callback(metadata, callback_url)
     settings = get_service_settings()
     try:
         outcome = process_object(bucket, key, priority, metadata or {})
@@ -187,10 +195,12 @@ def fetch_and_analyse(
     metadata: dict[str, Any],
 ) -> Outcome:
     limits = pipeline.settings.limits
-    fetched = objects.fetch(bucket, key, get_service_settings().tmp_dir, limits.max_bytes)
+    with time_stage("download"):
+        fetched = objects.fetch(bucket, key, get_service_settings().tmp_dir, limits.max_bytes)
     try:
         try:
-            info = probe_media(fetched.path, limits)
+            with time_stage("probe"):
+                info = probe_media(fetched.path, limits)
         except MediaError as exc:
             return record_failure(bucket, key, exc.code.value, exc.message, metadata, pipeline.version)
         with transaction(factory) as session:
@@ -235,6 +245,7 @@ def run_job(factory: Any, pipeline: Pipeline, job_id: int, path: Path, info: Any
     logger.info("job %s: claimed (attempt %s)", job_id, claim.attempts)
     try:
         analysis = pipeline.analyze(path, info)
+        observe_stages(analysis.timings)
     except MediaError as exc:
         logger.info("job %s: failed permanently: %s", job_id, exc)
         with transaction(factory) as session:
@@ -250,7 +261,7 @@ def run_job(factory: Any, pipeline: Pipeline, job_id: int, path: Path, info: Any
         release_after_error(factory, job_id, exc)
         raise TransientError(f"job {job_id}: {type(exc).__name__}: {exc}", job_id) from exc
     rows = analysis_rows(analysis, pipeline)
-    with transaction(factory) as session:
+    with time_stage("persist"), transaction(factory) as session:
         replace_results(session, job_id, **rows)
         finish_job(session, job_id, analysis.timings, analysis.method)
     logger.info("job %s: done: %s (score %s)", job_id, analysis.verdict.label, analysis.verdict.score)

@@ -26,6 +26,7 @@ from storage.schema import Verdict as VerdictRow
 from storage.settings import get_storage_settings
 from tasks.app import app
 from tasks.detect import Outcome, TransientError, backoff_s, get_objects
+from tasks.metrics import time_stage
 from tasks.rows import evidence_inputs, media_info_from_row, verdict_from_rows
 from tasks.settings import get_service_settings
 from worker.explain import create_explainer
@@ -34,6 +35,7 @@ from worker.explain.base import Explanation as ExplanationData
 from worker.explain.errors import ExplainerUnavailable
 from worker.explain.selection import select_evidence
 from worker.media import probe_media, sample_frames
+from worker.media.frames import replay_method
 from worker.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -115,7 +117,8 @@ def run_explain(job_id: int) -> Outcome:
         info = media_info_from_row(media)
         verdict = verdict_from_rows(verdict_row, details["tracks"])
         evidence = gather_evidence(job, details, explainer.needs_images)
-        explanation = explain_safely(explainer, info, verdict, evidence)
+        with time_stage("explain"):
+            explanation = explain_safely(explainer, info, verdict, evidence)
         with transaction(factory) as session:
             upsert_explanation(session, job_id, explanation_row(explanation, evidence))
     except OperationalError as exc:
@@ -166,7 +169,8 @@ def decode_again(job: Job, worker_settings: Any) -> list[Any]:
     fetched = get_objects().fetch(job.bucket, job.key, get_service_settings().tmp_dir, limits.max_bytes)
     try:
         info = probe_media(Path(fetched.path), limits)
-        return list(sample_frames(Path(fetched.path), info, limits, frames_per_video).frames)
+        method = replay_method(job.sampling_method)
+        return list(sample_frames(Path(fetched.path), info, limits, frames_per_video, method=method).frames)
     finally:
         fetched.path.unlink(missing_ok=True)
 

@@ -17,6 +17,7 @@ from worker.settings import WorkerSettings
 
 def users_of_weights(settings: WorkerSettings, store: ModelStore) -> dict[str, list[str]]:
     users: dict[str, list[str]] = {YUNET_WEIGHTS: ["faces:yunet"]}
+    users.setdefault(settings.faces.scrfd_weights, []).append("faces:scrfd")
     for name in DETECTOR_MODULES:
         config = settings.detector_config(name)
         for weight in create_detector(name, config, store).weight_names():

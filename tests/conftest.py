@@ -117,7 +117,7 @@ def queues(redis_url: str) -> Iterator[dict[str, str]]:
     import redis
 
     tag = uuid.uuid4().hex[:10]
-    names = {"detect": f"detect-test-{tag}", "explain": f"explain-test-{tag}"}
+    names = {name: f"{name}-test-{tag}" for name in ("detect", "explain", "webhooks")}
     yield names
     client = redis.Redis.from_url(redis_url)
     for name in names.values():

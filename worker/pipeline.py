@@ -24,9 +24,10 @@ from worker.detectors import Detector, create_detector
 from worker.devices import choose_device
 from worker.errors import ModelUnavailable
 from worker.evaluation import resolve_threshold
+from worker.faces import create_face_detector
 from worker.faces.tracking import assign_tracks
 from worker.faces.types import Face
-from worker.faces.yunet import YuNetFaceDetector, crop_face
+from worker.faces.yunet import crop_face
 from worker.media import Frame, MediaInfo, probe_media, sample_frames
 from worker.models import ModelStore
 from worker.settings import PIPELINE_SCHEMA, WorkerSettings, settings_digest
@@ -68,7 +69,7 @@ class Pipeline:
         self.settings = settings
         self.store = store or ModelStore(settings.model_dir, allow_fetch=settings.model_fetch)
         self.device = "cpu"
-        self.face_detector = YuNetFaceDetector(settings.faces, self.store)
+        self.face_detector = create_face_detector(settings.faces, self.store)
         self.detectors: list[Detector] = []
         self.statuses: list[DetectorStatus] = []
         self.aggregate = settings.aggregate

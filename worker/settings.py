@@ -40,12 +40,24 @@ class MediaLimits(BaseModel):
     max_fps: float = Field(default=1000.0, gt=0, description="highest frame rate a video may declare")
 
 
+SamplingMethod = Literal["auto", "decord", "seek", "sequential", "keyframes"]
+
+
 class SamplingConfig(BaseModel):
     frames_per_video: int = Field(default=16, ge=1, le=1024, description="uniformly spaced frames decoded")
+    method: SamplingMethod = Field(
+        default="auto",
+        description="how video frames are decoded: auto = the cheapest exact method for the file's keyframe "
+        "layout; decord, seek (PyAV seek per group of pictures), sequential (one PyAV pass); keyframes = the "
+        "keyframe nearest each uniformly spaced frame (a cheap first pass, only keyframes are decoded)",
+    )
 
 
 class FaceConfig(BaseModel):
-    backend: Literal["yunet"] = "yunet"
+    backend: Literal["yunet", "scrfd"] = Field(
+        default="yunet",
+        description="face detector: yunet (OpenCV) or scrfd (insightface SCRFD/RetinaFace ONNX)",
+    )
     score_threshold: float = Field(default=0.7, gt=0, lt=1)
     nms_threshold: float = Field(default=0.3, gt=0, lt=1)
     detect_long_side: int = Field(
@@ -55,6 +67,17 @@ class FaceConfig(BaseModel):
         default=24, ge=1, description="faces narrower than this (original pixels) are skipped"
     )
     max_faces_per_frame: int = Field(default=8, ge=1)
+    scrfd_weights: str = Field(
+        default="scrfd_500m_bnkps.onnx",
+        description="scrfd backend: model-store name or path of an SCRFD/RetinaFace ONNX with keypoints "
+        "(e.g. det_10g.onnx from an insightface buffalo pack)",
+    )
+    scrfd_score_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="scrfd backend: lowest face score kept (insightface's default)"
+    )
+    scrfd_threads: int = Field(
+        default=0, ge=0, description="scrfd backend: onnxruntime threads, 0 = its default"
+    )
     crop_margin: float = Field(default=1.3, ge=1.0, le=3.0, description="square crop side / face box side")
     track_iou: float = Field(
         default=0.3, gt=0, lt=1, description="IoU that links faces across sampled frames"

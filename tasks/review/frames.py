@@ -15,14 +15,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from storage.objects import ObjectError, ObjectStore
 from worker.media import Frame, probe_media, sample_frames
-from worker.settings import MediaLimits
+from worker.media.frames import replay_method
+from worker.settings import MediaLimits, SamplingMethod
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class MediaCopy:
     sources: tuple[tuple[str, str], ...]  # (bucket, key): the job's own object first
     sha256: str
     frames_per_video: int
-    prefer: Literal["decord", "pyav"]
+    method: SamplingMethod
 
     @classmethod
     def of_job(
@@ -66,7 +67,7 @@ class MediaCopy:
             sources=(own, *(s for s in other_sources if s != own)),
             sha256=sha256,
             frames_per_video=int(sampling.get("frames_per_video", default_frames)),
-            prefer="pyav" if job.sampling_method == "pyav" else "decord",
+            method=replay_method(job.sampling_method),
         )
 
 
@@ -87,7 +88,7 @@ def decode_frames(objects: ObjectStore, copy: MediaCopy, limits: MediaLimits, tm
                 continue
             try:
                 info = probe_media(fetched.path, limits)
-                sample = sample_frames(fetched.path, info, limits, copy.frames_per_video, prefer=copy.prefer)
+                sample = sample_frames(fetched.path, info, limits, copy.frames_per_video, method=copy.method)
                 return list(sample.frames)
             except Exception as exc:  # the content decoded once; a failure now is worth saying, not a 500
                 raise FramesUnavailable(f"the media does not decode again: {exc}") from exc

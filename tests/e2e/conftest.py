@@ -39,8 +39,10 @@ def service_env(postgres_url, redis_url, queues, s3_endpoint, models_dir, tmp_pa
 
 
 @contextmanager
-def running_worker(env: dict[str, str], queues: str, log: Path) -> Iterator[Path]:
-    """`dfw worker --queues QUEUES` in its own process; stopped with SIGTERM (warm shutdown) afterwards."""
+def running_worker(
+    env: dict[str, str], queues: str, log: Path, extra_args: tuple[str, ...] = ()
+) -> Iterator[Path]:
+    """`dfw worker --queues QUEUES [EXTRA_ARGS]` in its own process; stopped with SIGTERM afterwards."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
@@ -54,6 +56,7 @@ def running_worker(env: dict[str, str], queues: str, log: Path) -> Iterator[Path
                 "1",
                 "--hostname",
                 f"e2e-{os.getpid()}-{log.stem}@%h",
+                *extra_args,
             ],
             env=env,
             stdout=sink,
