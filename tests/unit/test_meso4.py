@@ -181,3 +181,16 @@ def test_module_import_is_light() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_half_precision_only_on_cuda() -> None:
+    import warnings
+    from contextlib import nullcontext
+
+    from worker.detectors.base import half_precision
+
+    assert isinstance(half_precision("cpu"), nullcontext)
+    with warnings.catch_warnings():  # without a GPU torch warns that it would disable autocast
+        warnings.simplefilter("ignore", UserWarning)
+        context = half_precision("cuda:0")  # built, not entered
+    assert type(context).__name__ == "autocast" and context.fast_dtype == torch.float16

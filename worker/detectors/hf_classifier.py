@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from worker.detectors.base import Detector, DetectorLineage
+from worker.detectors.base import Detector, DetectorLineage, half_precision
 from worker.errors import ModelUnavailable
 from worker.models import ModelStore
 
@@ -421,7 +421,7 @@ class HfClassifierDetector(Detector):
 
         if self._model is None:
             raise RuntimeError("hf_classifier model not loaded")
-        with torch.inference_mode():
+        with torch.inference_mode(), half_precision(self.device):
             logits = self._model(pixel_values=self.preprocess(batch)).logits
             return self.fake_probabilities(logits).cpu().numpy()
 

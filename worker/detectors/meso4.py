@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel
 
-from worker.detectors.base import Detector
+from worker.detectors.base import Detector, half_precision
 from worker.models import ModelStore
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class Meso4Detector(Detector):
         if self._network is None:
             raise RuntimeError("meso4 network not loaded")
         pixels = torch.from_numpy(np.ascontiguousarray(batch, np.uint8))
-        with torch.inference_mode():
+        with torch.inference_mode(), half_precision(self.device):
             inputs = pixels.to(self.device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
             p_real = self._network(inputs).reshape(-1)
             return (1.0 - p_real).cpu().numpy()
