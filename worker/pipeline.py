@@ -110,13 +110,10 @@ class Pipeline:
     def lineage(self) -> dict[str, Any]:
         """Everything that decides the numbers this pipeline produces, for storage with every result."""
         settings = self.settings.analysis_settings()
+        lineages = [d.lineage() for d in self.detectors]
         settings["detectors"] = {
-            d.name: {
-                "version": d.lineage().version,
-                "weights": d.lineage().weights,
-                "config": d.lineage().config,
-            }
-            for d in self.detectors
+            lineage.name: {"version": lineage.version, "weights": lineage.weights, "config": lineage.config}
+            for lineage in lineages
         }
         settings["face_detector"] = self.face_detector.lineage()
         settings["aggregate"] = self.aggregate.model_dump(mode="json")

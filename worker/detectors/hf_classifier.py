@@ -168,6 +168,22 @@ class Normalisation:
     std: tuple[float, ...] | None
 
 
+def normalise_pixels(
+    batch: np.ndarray, device: str, rescale: float | None, mean: torch.Tensor | None, std: torch.Tensor | None
+) -> torch.Tensor:
+    """(N, S, S, 3) uint8 RGB -> (N, 3, S, S) float32 on `device`, rescaled and normalised like an image
+    processor (shared by the transformers-based detectors)."""
+    import torch
+
+    pixels = torch.from_numpy(np.ascontiguousarray(batch, np.uint8)).to(device)
+    inputs = pixels.permute(0, 3, 1, 2).to(torch.float32)
+    if rescale is not None:
+        inputs = inputs * rescale
+    if mean is not None and std is not None:
+        inputs = (inputs - mean) / std
+    return inputs
+
+
 def channel_values(value: Any, channels: int = 3) -> tuple[float, ...]:
     if isinstance(value, int | float):
         return (float(value),) * channels
@@ -394,15 +410,7 @@ class HfClassifierDetector(Detector):
 
     def preprocess(self, batch: np.ndarray) -> torch.Tensor:
         """(N, S, S, 3) uint8 RGB -> normalised (N, 3, S, S) float32 pixel values on the device."""
-        import torch
-
-        pixels = torch.from_numpy(np.ascontiguousarray(batch, np.uint8)).to(self.device)
-        inputs = pixels.permute(0, 3, 1, 2).to(torch.float32)
-        if self._normalisation.rescale is not None:
-            inputs = inputs * self._normalisation.rescale
-        if self._mean is not None and self._std is not None:
-            inputs = (inputs - self._mean) / self._std
-        return inputs
+        return normalise_pixels(batch, self.device, self._normalisation.rescale, self._mean, self._std)
 
     def fake_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """(N, num_labels) logits -> (N,) P(fake)."""

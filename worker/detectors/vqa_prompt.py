@@ -73,6 +73,7 @@ from worker.detectors.base import TrainableDetector
 from worker.detectors.hf_classifier import (
     Normalisation,
     normalisation_of,
+    normalise_pixels,
     read_json,
     side_of_processor,
     square_side,
@@ -393,15 +394,7 @@ class VqaPromptDetector(TrainableDetector):
 
     def preprocess(self, batch: np.ndarray) -> torch.Tensor:
         """(N, S, S, 3) uint8 RGB -> normalised (N, 3, S, S) float32 pixel values on the device."""
-        import torch
-
-        pixels = torch.from_numpy(np.ascontiguousarray(batch, np.uint8)).to(self.device)
-        inputs = pixels.permute(0, 3, 1, 2).to(torch.float32)
-        if self._normalisation.rescale is not None:
-            inputs = inputs * self._normalisation.rescale
-        if self._mean is not None and self._std is not None:
-            inputs = (inputs - self._mean) / self._std
-        return inputs
+        return normalise_pixels(batch, self.device, self._normalisation.rescale, self._mean, self._std)
 
     def prompt_embeddings(self) -> torch.Tensor:
         """(1, T, width) embeddings of the prompt with the pseudo-word spliced in (differentiable in it)."""
