@@ -2,11 +2,15 @@
 
 A `Pipeline` loads its face detector and deepfake detectors once (per process) and then analyses files:
 probe -> sample frames -> detect faces -> track -> crop -> score every crop with every detector in
-batches -> aggregate into a verdict.
+batches -> aggregate into a verdict. Frames stream: each is processed (faces, crops, batches) as soon as it
+is decoded, by a background thread when `sampling.decode_ahead` > 0, and its pixels are then dropped, so
+memory holds a few frames, not all of them (`FramePass`). Tracks and the verdict come after the last frame;
+an uncertain video may get a second pass of denser frames (`sampling.second_pass_frames`).
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,17 +26,24 @@ import numpy as np
 from worker.aggregate import FaceScore, FrameScore, Verdict, decide_verdict
 from worker.detectors import Detector, create_detector
 from worker.devices import choose_device
-from worker.errors import ModelUnavailable
+from worker.errors import ErrorCode, MediaError, ModelUnavailable
 from worker.evaluation import resolve_threshold
 from worker.faces import create_face_detector
+from worker.faces.interpolation import interpolate_faces, plan_detections, weight_between
 from worker.faces.tracking import assign_tracks
 from worker.faces.types import Face
 from worker.faces.yunet import crop_face
-from worker.media import Frame, MediaInfo, probe_media, sample_frames
+from worker.media import Frame, FrameSample, MediaInfo, probe_media, sample_frames
+from worker.media.decoders import FrameHook
+from worker.media.frames import PlanHook, read_frames
+from worker.media.plan import pick_dense_indices
+from worker.media.prefetch import run_ahead
 from worker.models import ModelStore
 from worker.settings import PIPELINE_SCHEMA, WorkerSettings, settings_digest
 
 logger = logging.getLogger(__name__)
+
+NO_PIXELS = np.zeros((0, 0, 3), np.uint8)  # what the sampler keeps of a frame handed on to the pipeline
 
 
 @dataclass(frozen=True)
@@ -124,46 +135,154 @@ class Pipeline:
         return f"{PIPELINE_SCHEMA}.{settings_digest(self.lineage())[:12]}"
 
     def analyze(self, path: Path, info: MediaInfo | None = None, keep_frames: bool = False) -> Analysis:
-        """Analyse one local file. Raises worker.errors.MediaError for input that cannot be analysed."""
+        """Analyse one local file. Raises worker.errors.MediaError for input that cannot be analysed.
+
+        Frames stream from the sampler (decoded ahead in a background thread, `sampling.decode_ahead`) into
+        face detection, crops and detector batches; a frame's pixels are dropped once nothing needs them
+        (kept only with `keep_frames`). An uncertain video verdict may get a second pass (`sampling.
+        second_pass_frames`) of denser frames around the most suspicious ones; the verdict is then decided
+        again over the frames of both passes.
+        """
         self.load()
         timings: dict[str, float] = {}
         if info is None:
             with measure(timings, "probe"):
                 info = probe_media(path, self.settings.limits)
-        with measure(timings, "decode"):
-            sample = sample_frames(
+        sampling, limits = self.settings.sampling, self.settings.limits
+        first = self.run_pass(
+            lambda on_plan, on_frame: sample_frames(
                 path,
                 info,
-                self.settings.limits,
-                self.settings.sampling.frames_per_video,
-                method=self.settings.sampling.method,
-            )
-        with measure(timings, "faces"):
-            faces_by_frame = [
-                self.face_detector.detect(f.image, f.index, f.timestamp_s) for f in sample.frames
-            ]
-            assign_tracks(faces_by_frame, self.settings.faces.track_iou)
-        frames = [
-            FrameRecord(f.index, f.timestamp_s, f.image.shape[1], f.image.shape[0], len(found))
-            for f, found in zip(sample.frames, faces_by_frame, strict=True)
-        ]
-        faces = [face for found in faces_by_frame for face in found]
-        scores: list[FaceScore] = []
-        frame_scores: list[FrameScore] = []
-        for detector in self.detectors:
-            with measure(timings, f"detector:{detector.name}"):
-                if detector.looks_at == "face":
-                    scores.extend(self.score_faces(detector, sample.frames, faces))
-                else:
-                    frame_scores.extend(self.score_frames(detector, sample.frames))
+                limits,
+                sampling.frames_per_video,
+                method=sampling.method,
+                on_plan=on_plan,
+                on_frame=on_frame,
+            ),
+            timings,
+            keep_frames,
+        )
+        passes = [first]
         with measure(timings, "aggregate"):
-            verdict = decide_verdict(scores, self.aggregate, sample.requested, sample.decoded, frame_scores)
-        kept = sample.frames if keep_frames else []
-        return Analysis(info, sample.method, frames, faces, scores, verdict, timings, frame_scores, kept)
+            verdict = first_verdict = self.decide(passes)
+        extra = self.second_pass_indices(first, verdict, info)
+        if extra:
+            method = sampling.method if sampling.method in ("decord", "seek", "sequential") else "auto"
+            second = self.run_pass(
+                lambda on_plan, on_frame: read_frames(
+                    path, info, limits, extra, method=method, on_plan=on_plan, on_frame=on_frame
+                ),
+                timings,
+                keep_frames,
+                stage="second_pass:",
+            )
+            passes.append(second)
+            with measure(timings, "aggregate"):
+                verdict = self.decide(passes)
+            logger.info(
+                "%s: second pass of %s frames: %s %s -> %s %s",
+                path.name,
+                second.decoded,
+                first_verdict.label,
+                first_verdict.score,
+                verdict.label,
+                verdict.score,
+            )
+        return self.assemble(info, first.method, passes, verdict, timings)
+
+    def run_pass(
+        self,
+        read: Callable[[PlanHook, FrameHook], FrameSample],
+        timings: dict[str, float],
+        keep_frames: bool,
+        stage: str = "",
+    ) -> FramePass:
+        """Decode frames with `read` (a sampler call given the two hooks) and process each as it arrives."""
+        work = FramePass(self, keep_frames)
+        clock = {"blocked": 0.0, "decode": 0.0}
+
+        def hand_on(put: Callable[[Plan | Frame], None], frame: Frame) -> Frame:
+            before = time.perf_counter()
+            put(frame)
+            clock["blocked"] += time.perf_counter() - before
+            return Frame(frame.index, frame.timestamp_s, NO_PIXELS)
+
+        def produce(put: Callable[[Plan | Frame], None]) -> FrameSample:
+            start = time.perf_counter()
+            sample = read(lambda indices, times: put(Plan(indices, times)), partial(hand_on, put))
+            clock["decode"] = time.perf_counter() - start - clock["blocked"]  # not handing frames on
+            return sample
+
+        def consume(item: Plan | Frame) -> None:
+            if isinstance(item, Plan):
+                work.plan(item.indices, item.times)
+            else:
+                work.add(item)
+
+        sample = run_ahead(produce, consume, self.settings.sampling.decode_ahead)
+        work.finish(sample)
+        timings[f"{stage}decode"] = timings.get(f"{stage}decode", 0.0) + clock["decode"]
+        for name, seconds in work.timings.items():
+            timings[f"{stage}{name}"] = timings.get(f"{stage}{name}", 0.0) + seconds
+        return work
+
+    def decide(self, passes: Sequence[FramePass]) -> Verdict:
+        """Tracks over the frames of every pass (in frame order), then the verdict over all their scores."""
+        by_index = sorted((i, faces) for p in passes for i, faces in p.faces_by_index().items())
+        assign_tracks([faces for _, faces in by_index], self.settings.faces.track_iou)
+        scores = [s for p in passes for s in p.face_scores()]
+        frame_scores = [s for p in passes for s in p.frame_scores]
+        requested = sum(p.requested for p in passes)
+        decoded = sum(p.decoded for p in passes)
+        return decide_verdict(scores, self.aggregate, requested, decoded, frame_scores)
+
+    def second_pass_indices(self, first: FramePass, verdict: Verdict, info: MediaInfo) -> list[int]:
+        """Frames for a second pass: only for an uncertain video verdict with `second_pass_frames` set."""
+        extra = self.settings.sampling.second_pass_frames
+        if extra <= 0 or info.kind != "video" or verdict.label != "uncertain" or not first.decoded:
+            return []
+        indices = sorted(first.faces_by_index())
+        suspicion = first.suspicion()
+        total = max(info.frame_count or 0, indices[-1] + 1)
+        centres = self.settings.sampling.second_pass_centres
+        return pick_dense_indices(indices, [suspicion.get(i) for i in indices], total, extra, centres)
+
+    def assemble(
+        self,
+        info: MediaInfo,
+        method: str,
+        passes: Sequence[FramePass],
+        verdict: Verdict,
+        timings: dict[str, float],
+    ) -> Analysis:
+        records = sorted((r for p in passes for r in p.records.values()), key=lambda r: r.index)
+        by_index = sorted((i, faces) for p in passes for i, faces in p.faces_by_index().items())
+        faces = [face for _, found in by_index for face in found]
+        scores = sorted(
+            (s for p in passes for s in p.face_scores()), key=lambda s: (s.frame_index, s.face_index)
+        )
+        order = {d.name: k for k, d in enumerate(self.detectors)}
+        scores.sort(key=lambda s: order[s.detector])  # stable: per detector, in frame order (as before)
+        frame_scores = sorted(
+            (s for p in passes for s in p.frame_scores), key=lambda s: (order[s.detector], s.frame_index)
+        )
+        kept = sorted((f for p in passes for f in p.kept.values()), key=lambda f: f.index)
+        return Analysis(info, method, records, faces, scores, verdict, timings, frame_scores, kept)
+
+    def predict(self, detector: Detector, inputs: Sequence[np.ndarray]) -> list[float]:
+        return [float(v) for v in detector.predict(list(inputs))]
 
     def score_faces(self, detector: Detector, frames: list[Frame], faces: list[Face]) -> list[FaceScore]:
-        """One detector's score for each face (crops made from `frames`)."""
+        """One detector's score for each face (crops made from `frames`), e.g. for a backfill.
+
+        Raises MediaError (no_frames) when a face's frame is not among `frames`, e.g. a second-pass frame
+        of an analysis whose frames were sampled again without its second pass."""
         images = {f.index: f.image for f in frames}
+        missing = sorted({f.frame_index for f in faces} - set(images))
+        if missing:
+            raise MediaError(
+                ErrorCode.NO_FRAMES, f"faces on frames {missing} but those frames were not given"
+            )
         margin = self.settings.faces.crop_margin
         makers = [partial(crop_face, images[f.frame_index], f, detector.input_size, margin) for f in faces]
         values = self._predict_batched(detector, makers)
@@ -185,9 +304,201 @@ class Pipeline:
         size = self.settings.batch_size
         values: list[float] = []
         for start in range(0, len(makers), size):
-            batch = [make() for make in makers[start : start + size]]
-            values.extend(float(v) for v in detector.predict(batch))
+            values.extend(self.predict(detector, [make() for make in makers[start : start + size]]))
         return values
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The frames a sampler is about to decode, and their times."""
+
+    indices: list[int]
+    times: list[float]
+
+
+class FramePass:
+    """One pass over a file's frames, done frame by frame as they are decoded (in any order).
+
+    Per frame: its record; its faces (detected, or interpolated between the detections on either side when
+    `faces.detect_every` > 1: such a frame waits until both are known); for every face detector a crop of each
+    face and for every frame detector the frame's input, scored a batch at a time as soon as a batch is full.
+    The frame's pixels are then dropped (kept when asked, for explanations).
+    """
+
+    def __init__(self, pipeline: Pipeline, keep_frames: bool) -> None:
+        self.pipeline = pipeline
+        self.config = pipeline.settings.faces
+        self.keep_frames = keep_frames
+        self.method = ""
+        self.requested = 0
+        self.decoded = 0
+        self.indices: list[int] = []
+        self.times: list[float] = []
+        self.position: dict[int, int] = {}
+        self.anchors: list[int] = []
+        self.faces: dict[int, list[Face]] = {}  # by position
+        self.records: dict[int, FrameRecord] = {}  # by position
+        self.waiting: dict[int, Frame] = {}  # by position: frames waiting for detections on either side
+        self.kept: dict[int, Frame] = {}
+        self.timings: dict[str, float] = {}
+        self.batches: dict[str, list[tuple[tuple[int, int], np.ndarray]]] = {
+            d.name: [] for d in pipeline.detectors
+        }
+        self.values: dict[str, dict[tuple[int, int], float]] = {d.name: {} for d in pipeline.detectors}
+        self.frame_scores: list[FrameScore] = []
+
+    def plan(self, indices: list[int], times: list[float]) -> None:
+        self.indices, self.times = indices, times
+        self.position = {index: position for position, index in enumerate(indices)}
+        self.anchors = plan_detections(times, self.config.detect_every, self.config.interpolate_within_s)
+
+    def add(self, frame: Frame) -> None:
+        position = self.position.get(frame.index)
+        if position is None:  # a frame nobody announced: give it a position of its own after the others
+            position = len(self.indices) + len(self.records)
+            self.anchors.append(position)
+        height, width = frame.image.shape[:2]
+        self.records[position] = FrameRecord(frame.index, frame.timestamp_s, width, height, 0)
+        if self.keep_frames:
+            self.kept[position] = frame
+        self.queue_frame_inputs(frame)
+        if position in self.anchors:
+            with measure(self.timings, "faces"):
+                found = self.detect(frame)
+            self.set_faces(position, frame, found)
+        else:
+            self.waiting[position] = frame
+        self.resolve_waiting()
+
+    def detect(self, frame: Frame) -> list[Face]:
+        return self.pipeline.face_detector.detect(frame.image, frame.index, frame.timestamp_s)
+
+    def neighbours(self, position: int) -> tuple[int, int] | None:
+        after = bisect.bisect_right(self.anchors, position)
+        if after == 0 or after == len(self.anchors):
+            return None
+        return self.anchors[after - 1], self.anchors[after]
+
+    def resolve_waiting(self) -> None:
+        for position in sorted(self.waiting):
+            around = self.neighbours(position)
+            if around is None or around[0] not in self.faces or around[1] not in self.faces:
+                continue
+            frame = self.waiting.pop(position)
+            with measure(self.timings, "faces"):
+                found = self.interpolate(position, frame, *around)
+            self.set_faces(position, frame, found)
+
+    def interpolate(self, position: int, frame: Frame, before: int, after: int) -> list[Face]:
+        weight = weight_between(
+            self.times[before], self.times[after], self.times[position], (before, position, after)
+        )
+        return interpolate_faces(
+            self.faces[before],
+            self.faces[after],
+            weight,
+            frame.index,
+            frame.timestamp_s,
+            self.config.track_iou,
+            self.config.max_faces_per_frame,
+        )
+
+    def set_faces(self, position: int, frame: Frame, found: list[Face]) -> None:
+        self.faces[position] = found
+        record = self.records[position]
+        self.records[position] = FrameRecord(
+            record.index, record.timestamp_s, record.width, record.height, len(found)
+        )
+        margin = self.config.crop_margin
+        for detector in self.pipeline.detectors:
+            if detector.looks_at != "face":
+                continue
+            with measure(self.timings, f"detector:{detector.name}"):
+                self.batches[detector.name].extend(
+                    (
+                        (face.frame_index, face.face_index),
+                        crop_face(frame.image, face, detector.input_size, margin),
+                    )
+                    for face in found
+                )
+            self.score_full_batches(detector)
+
+    def queue_frame_inputs(self, frame: Frame) -> None:
+        for detector in self.pipeline.detectors:
+            if detector.looks_at == "frame":
+                with measure(self.timings, f"detector:{detector.name}"):
+                    square = square_frame(frame.image, detector.input_size)
+                    self.batches[detector.name].append(((frame.index, -1), square))
+                self.score_full_batches(detector)
+
+    def score_full_batches(self, detector: Detector, rest: bool = False) -> None:
+        size = self.pipeline.settings.batch_size
+        pending = self.batches[detector.name]
+        while len(pending) >= size or (rest and pending):
+            batch, pending[:] = pending[:size], pending[size:]
+            with measure(self.timings, f"detector:{detector.name}"):
+                values = self.pipeline.predict(detector, [x for _, x in batch])
+            for (key, _), value in zip(batch, values, strict=True):
+                self.values[detector.name][key] = value
+
+    def finish(self, sample: FrameSample) -> None:
+        """After the last frame: frames whose detection on either side never came are detected themselves;
+        the last, partial batches are scored."""
+        for position in sorted(self.waiting):
+            frame = self.waiting.pop(position)
+            with measure(self.timings, "faces"):
+                found = self.detect(frame)
+            self.set_faces(position, frame, found)
+        for detector in self.pipeline.detectors:
+            self.score_full_batches(detector, rest=True)
+        times = dict(zip(self.indices, self.times, strict=True))
+        for detector in self.pipeline.detectors:
+            if detector.looks_at == "frame":
+                self.frame_scores.extend(
+                    FrameScore(index, detector.name, value, times.get(index, 0.0))
+                    for (index, _), value in sorted(self.values[detector.name].items())
+                )
+        self.method, self.requested, self.decoded = sample.method, sample.requested, sample.decoded
+
+    def faces_by_index(self) -> dict[int, list[Face]]:
+        return {self.records[p].index: faces for p, faces in self.faces.items()}
+
+    def face_scores(self) -> list[FaceScore]:
+        """Every face detector's score of every face, with the face's current track id."""
+        scores: list[FaceScore] = []
+        for detector in self.pipeline.detectors:
+            if detector.looks_at != "face":
+                continue
+            values = self.values[detector.name]
+            for _, found in sorted(self.faces_by_index().items()):
+                scores.extend(
+                    FaceScore(
+                        f.track_id,
+                        f.frame_index,
+                        f.face_index,
+                        detector.name,
+                        values[(f.frame_index, f.face_index)],
+                    )
+                    for f in found
+                )
+        return scores
+
+    def suspicion(self) -> dict[int, float]:
+        """Per frame index, how fake it looks: the mean of its most suspicious face's scores (mean over face
+        detectors) and its frame detectors' mean score, of those present; frames with neither are left out."""
+        faces: dict[int, dict[int, list[float]]] = {}
+        for score in self.face_scores():
+            faces.setdefault(score.frame_index, {}).setdefault(score.face_index, []).append(score.score)
+        frames: dict[int, list[float]] = {}
+        for item in self.frame_scores:
+            frames.setdefault(item.frame_index, []).append(item.score)
+        result = {}
+        for index in set(faces) | set(frames):
+            parts = [max(sum(v) / len(v) for v in faces[index].values())] if index in faces else []
+            if index in frames:
+                parts.append(sum(frames[index]) / len(frames[index]))
+            result[index] = sum(parts) / len(parts)
+        return result
 
 
 def square_frame(image: np.ndarray, size: int) -> np.ndarray:

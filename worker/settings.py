@@ -51,6 +51,24 @@ class SamplingConfig(BaseModel):
         "layout; decord, seek (PyAV seek per group of pictures), sequential (one PyAV pass); keyframes = the "
         "keyframe nearest each uniformly spaced frame (a cheap first pass, only keyframes are decoded)",
     )
+    second_pass_frames: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="an uncertain video verdict decodes this many more frames around its most suspicious "
+        "frames, scores them and decides again over all frames; 0 = no second pass",
+    )
+    second_pass_centres: int = Field(
+        default=2, ge=1, le=64, description="second pass: around how many of the most suspicious frames"
+    )
+    decode_ahead: int = Field(
+        default=2,
+        ge=0,
+        le=16,
+        exclude=True,  # not in the pipeline version: it changes when work happens, not the numbers
+        description="decoded frames a background thread may hold ready while faces and detectors work on "
+        "earlier ones; 0 = decode on the analysing thread",
+    )
 
 
 class FaceConfig(BaseModel):
@@ -81,6 +99,19 @@ class FaceConfig(BaseModel):
     crop_margin: float = Field(default=1.3, ge=1.0, le=3.0, description="square crop side / face box side")
     track_iou: float = Field(
         default=0.3, gt=0, lt=1, description="IoU that links faces across sampled frames"
+    )
+    detect_every: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="run the face detector on every k-th sampled frame (and the last); the faces of the "
+        "frames between are interpolated from the detections on either side",
+    )
+    interpolate_within_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="with detect_every > 1: two detections are never further apart than this (seconds), so "
+        "only dense frames are interpolated",
     )
 
 

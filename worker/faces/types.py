@@ -17,6 +17,7 @@ class Face:
     confidence: float
     crop: np.ndarray | None = None  # square RGB uint8 crop, filled by crop_faces
     track_id: int = -1
+    detected: bool = True  # False: interpolated between two detections (FaceConfig.detect_every)
 
     def box_xyxy(self) -> tuple[float, float, float, float]:
         x, y, w, h = self.box

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from worker.settings import MediaLimits
 
 logger = logging.getLogger(__name__)
 
+FrameHook = Callable[[Frame], Frame]  # sees each frame as it is decoded; what it returns is kept
 MAX_DECODE_ERRORS = 32  # bad packets skipped in one pass before it gives up on the rest
 THREAD_TYPE = "AUTO"  # FFmpeg frame + slice threads
 _converters = threading.local()
@@ -65,10 +66,14 @@ def rgb_converter() -> VideoReformatter:
     return converter
 
 
-def convert_frame(frame: av.video.frame.VideoFrame, index: int, seconds: float, limits: MediaLimits) -> Frame:
+def convert_frame(
+    frame: av.video.frame.VideoFrame, index: int, seconds: float, limits: MediaLimits, hook: FrameHook | None
+) -> Frame:
+    """The RGB frame, handed to `hook` (if any) as soon as it exists; returns what the hook returns."""
     check_pixels(frame.width, frame.height, limits, "video frame")
     image = np.ascontiguousarray(rgb_converter().reformat(frame, format="rgb24").to_ndarray())
-    return Frame(index=index, timestamp_s=seconds, image=image)
+    converted = Frame(index=index, timestamp_s=seconds, image=image)
+    return converted if hook is None else hook(converted)
 
 
 # ---------------------------------------------------------------- packets and frames
@@ -167,6 +172,7 @@ def collect_frames(
     segment: Segment,
     floor: int,
     limits: MediaLimits,
+    hook: FrameHook | None = None,
 ) -> dict[int, Frame]:
     """Decode until the segment's last frame, keeping its wanted frames; frames before `floor` (leading
     frames of an open group of pictures, which refer to frames before the seek) are not kept."""
@@ -181,7 +187,7 @@ def collect_frames(
             continue
         index = wanted.get(pts)
         if index is not None:
-            found[index] = convert_frame(frame, index, layout.timestamp(index), limits)
+            found[index] = convert_frame(frame, index, layout.timestamp(index), limits, hook)
         if pts >= last_pts:
             break
     return found
@@ -193,13 +199,14 @@ def read_segment(
     layout: KeyframeLayout,
     segment: Segment,
     limits: MediaLimits,
+    hook: FrameHook | None = None,
 ) -> dict[int, Frame] | None:
     """The wanted frames of one segment; None when the seek could not land on a keyframe before it."""
     landing = seek_keyframe(container, stream, layout, segment.keyframe)
     if landing is None:
         return None
     packets, floor = landing
-    return collect_frames(stream, packets, layout, segment, floor, limits)
+    return collect_frames(stream, packets, layout, segment, floor, limits, hook)
 
 
 def read_segments(
@@ -208,6 +215,7 @@ def read_segments(
     layout: KeyframeLayout,
     segments: Sequence[Segment],
     limits: MediaLimits,
+    hook: FrameHook | None = None,
 ) -> dict[int, Frame]:
     """Seek per segment, decoding forward; stops at the first seek that fails (the caller reads the rest)."""
     found: dict[int, Frame] = {}
@@ -215,7 +223,7 @@ def read_segments(
     if skips_first and not prime_decoder(container, stream, layout):
         return found
     for segment in segments:
-        frames = read_segment(container, stream, layout, segment, limits)
+        frames = read_segment(container, stream, layout, segment, limits, hook)
         if frames is None:
             break
         found.update(frames)
@@ -249,11 +257,12 @@ def read_from_start(
     layout: KeyframeLayout,
     indices: Sequence[int],
     limits: MediaLimits,
+    hook: FrameHook | None = None,
 ) -> dict[int, Frame]:
     """One sequential pass from the first keyframe to the last wanted frame."""
     with packets_from_start(path, container, stream, layout) as (decoder, packets, floor):
         segment = Segment(layout.keyframes[0], tuple(indices))
-        return collect_frames(decoder, packets, layout, segment, floor, limits)
+        return collect_frames(decoder, packets, layout, segment, floor, limits, hook)
 
 
 def read_keyframes(
@@ -263,6 +272,7 @@ def read_keyframes(
     layout: KeyframeLayout,
     indices: Sequence[int],
     limits: MediaLimits,
+    hook: FrameHook | None = None,
 ) -> dict[int, Frame]:
     """Frames at keyframe indices, decoding the first keyframe and those asked for, nothing else.
 
@@ -278,7 +288,7 @@ def read_keyframes(
         for frame in decode_packets(decoder, stop_after(keys, layout, indices[-1]), container.name):
             index = layout.index_of(frame.pts)
             if index in wanted:
-                found[index] = convert_frame(frame, index, layout.timestamp(index), limits)
+                found[index] = convert_frame(frame, index, layout.timestamp(index), limits, hook)
     return found
 
 
@@ -306,7 +316,9 @@ def frame_seconds(frame: av.video.frame.VideoFrame, stream: av.video.stream.Vide
     return float((frame.pts - (stream.start_time or 0)) * stream.time_base)
 
 
-def read_counting(path: Path, indices: Sequence[int], limits: MediaLimits) -> dict[int, Frame]:
+def read_counting(
+    path: Path, indices: Sequence[int], limits: MediaLimits, hook: FrameHook | None = None
+) -> dict[int, Frame]:
     """One sequential pass from the file's first packet, numbering frames as they come out (no layout)."""
     wanted = set(indices)
     found: dict[int, Frame] = {}
@@ -315,7 +327,7 @@ def read_counting(path: Path, indices: Sequence[int], limits: MediaLimits) -> di
         frames = decode_packets(stream, demux_from(container, stream, container.name), container.name)
         for index, frame in enumerate(frames):
             if index in wanted:
-                found[index] = convert_frame(frame, index, frame_seconds(frame, stream), limits)
+                found[index] = convert_frame(frame, index, frame_seconds(frame, stream), limits, hook)
             if index >= indices[-1]:
                 break
     return found
@@ -331,8 +343,12 @@ def as_numpy(batch: Any) -> np.ndarray:
     return np.asarray(batch)
 
 
-def read_decord(path: Path, layout: KeyframeLayout, indices: Sequence[int]) -> dict[int, Frame] | None:
-    """Frames by decord's `get_batch`; None if decord is absent, cannot read the file or counts otherwise."""
+def read_decord(
+    path: Path, layout: KeyframeLayout, indices: Sequence[int], hook: FrameHook | None = None
+) -> dict[int, Frame] | None:
+    """Frames by decord's `get_batch`; None if decord is absent, cannot read the file or counts otherwise.
+
+    decord returns the whole batch at once: `hook` sees the frames only when all are decoded."""
     try:
         import decord
     except ImportError:
@@ -358,9 +374,8 @@ def read_decord(path: Path, layout: KeyframeLayout, indices: Sequence[int]) -> d
         logger.warning("decord returned an unexpected batch %s for %s; using PyAV", batch.shape, path.name)
         return None
     skip = len(batch_indices) - len(indices)
-    return {
-        index: Frame(
-            index=index, timestamp_s=layout.timestamp(index), image=np.ascontiguousarray(batch[skip + k])
-        )
-        for k, index in enumerate(indices)
-    }
+    found: dict[int, Frame] = {}
+    for k, index in enumerate(indices):
+        frame = Frame(index, layout.timestamp(index), np.ascontiguousarray(batch[skip + k]))
+        found[index] = frame if hook is None else hook(frame)
+    return found
