@@ -155,9 +155,13 @@ class WorkerProcess:
         self.env, self.queues, self.log = env, queues, log
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.claims_at_start = 0
 
     def start(self) -> None:
         self.starts += 1
+        # jobs claimed before this start, so a test can wait for this start's first claim
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        self.claims_at_start = text.count(": claimed (attempt ")
         sink = self.log.open("ab")
         self.process = subprocess.Popen(
             [

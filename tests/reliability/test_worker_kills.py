@@ -1,7 +1,8 @@
-"""A real worker SIGKILLed 20 times at random moments over a batch of 50 jobs: every job ends `done`
-exactly once, with one verdict and no duplicate rows. Recovery: acks_late + reject_on_worker_lost (a lost
-child's message returns to the queue), a lease on the job row, Redis's visibility timeout (a killed main
-process's unacked messages come back), and the reaper for leases nobody renews."""
+"""A real worker SIGKILLed up to 20 times, each at a random moment while it holds a job, over a batch of 50
+jobs: every job ends `done` exactly once, with one verdict and no duplicate rows. Recovery: acks_late +
+reject_on_worker_lost (a lost child's message returns to the queue), a lease on the job row, Redis's
+visibility timeout (a killed main process's unacked messages come back), and the reaper for leases nobody
+renews."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from tests.reliability.conftest import WorkerProcess, reliability_env
 pytestmark = [pytest.mark.reliability, pytest.mark.integration, pytest.mark.slow]
 
 KILLS = 20
+CLAIMED = ": claimed (attempt "  # the detect task's log line when it takes a job
 
 
 def batch(dev_manifest: list[dict[str, str]]) -> list[str]:
@@ -39,6 +42,27 @@ def wait_until_ready(worker: WorkerProcess, timeout: float = 60) -> None:
             return
         time.sleep(0.1)
     pytest.fail(f"worker did not become ready:\n{worker.log.read_text()[-3000:]}")
+
+
+def wait_until_claimed(worker: WorkerProcess, finished: Callable[[], bool], timeout: float = 90) -> bool:
+    """True once this start of the worker has claimed a job (its log says so); False when every job is
+    finished first, or the timeout passes."""
+    before = worker.claims_at_start
+    deadline = time.monotonic() + timeout
+    checked = 0.0
+    while time.monotonic() < deadline:
+        if worker.log.read_text(errors="replace").count(CLAIMED) > before:
+            return True
+        if time.monotonic() - checked > 1:
+            if finished():
+                return False
+            checked = time.monotonic()
+        time.sleep(0.05)
+    return False
+
+
+def all_done(factory, keys: list[str]) -> bool:  # type: ignore[no-untyped-def]
+    return sum(job.status == "done" for job in job_rows(factory, keys)) == len(keys)
 
 
 def job_rows(factory, keys: list[str]) -> list[Job]:  # type: ignore[no-untyped-def]
@@ -89,14 +113,20 @@ def test_worker_killed_twenty_times(
     try:
         worker.start()
         enqueue(env, *[f"s3://{bucket}/{key}" for key in keys])
-        for _ in range(KILLS):
-            wait_until_ready(worker)  # then kill at a random moment of its work: download, decode, detector
-            time.sleep(rng.uniform(0.2, 2.5))
+        kills = 0
+        while kills < KILLS:
+            wait_until_ready(worker)
+            # then kill at a random moment of a job's work (download, decode, detector): a fixed delay after
+            # "ready." lands before the first claim when the child process is slow to import its models
+            if not wait_until_claimed(worker, lambda: all_done(factory, keys)):
+                break
+            time.sleep(rng.uniform(0.0, 1.5))
             worker.kill()
+            kills += 1
             worker.start()
         deadline = time.monotonic() + 420
         while time.monotonic() < deadline:
-            if sum(job.status == "done" for job in job_rows(factory, keys)) == len(keys):
+            if all_done(factory, keys):
                 break
             time.sleep(1)
     finally:
@@ -123,7 +153,7 @@ def test_worker_killed_twenty_times(
     figures = {
         "jobs_claimed_more_than_once": retried,
         "jobs": len(keys),
-        "kills": KILLS,
+        "kills": kills,
         "lost": len(lost),
         "job_rows": len(jobs),
         "verdicts": verdicts,
