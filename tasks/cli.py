@@ -74,30 +74,58 @@ def scan(
 
 @app.command()
 def train(
-    detector: Annotated[str, typer.Argument(help="detector whose adapter to train, e.g. clip_linear")],
+    detector: Annotated[str, typer.Argument(help="detector to train, e.g. dfwnet or clip_linear")],
     data: Annotated[Path, typer.Option(help="folder with real/ and fake/, or a manifest CSV")],
     out_dir: Annotated[
-        Path, typer.Option("--out", help="folder for the adapter file and its manifest entry")
+        Path, typer.Option("--out", help="folder for the weights file and its manifest entry")
     ],
-    epochs: Annotated[int, typer.Option(min=1)] = 3,
-    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    split: Annotated[
+        str | None, typer.Option(help="train on the train part of this split of the data (e.g. dev-v1)")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="default: the detector's recipe, else 3")] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=0.0, help="default: the detector's recipe, else 1e-3")
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="default: the recipe's, else 32")] = None,
+    sbi: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="share of real crops turned into self-blended pseudo-fakes"),
+    ] = None,
+    augment: Annotated[
+        str | None, typer.Option(help="augmentation recipe: standard (CNNDetection's) or strong")
+    ] = None,
+    weight_decay: Annotated[float | None, typer.Option(min=0.0)] = None,
+    schedule: Annotated[str | None, typer.Option(help="learning-rate schedule: constant or cosine")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch CPU threads (results depend on it; recipe sets it)")
+    ] = None,
     limit_per_source: Annotated[
         int | None, typer.Option(min=1, help="at most N files per source and label")
     ] = None,
     cache: Annotated[Path, typer.Option(help="crop cache folder")] = Path(".dfw-cache/crops"),
-    name: Annotated[str | None, typer.Option(help="adapter file name (default DETECTOR-seedN.pt)")] = None,
+    name: Annotated[str | None, typer.Option(help="weights file name (default DETECTOR-seedN.pt)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
 ) -> None:
-    """Train a detector's adapter on a frozen backbone; writes weights, sha256 and a manifest entry."""
+    """Train a detector (its adapter on a frozen backbone, or all of a small network such as dfwnet);
+    writes weights, sha256 and a manifest entry. Options left unset follow the detector's recipe."""
     from tasks.learn import run_train
 
+    if augment is not None and augment not in {"standard", "strong"}:
+        raise fail(f"--augment must be standard or strong, not {augment!r}")
+    if schedule is not None and schedule not in {"constant", "cosine"}:
+        raise fail(f"--schedule must be constant or cosine, not {schedule!r}")
     options = {
         "epochs": epochs,
         "lr": lr,
         "seed": seed,
         "batch_size": batch_size,
+        "sbi": sbi,
+        "augment": augment,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "threads": threads,
+        "split": split,
         "cache": cache,
         "name": name,
         "device": device,
@@ -120,6 +148,16 @@ def evaluate(
         int | None, typer.Option(min=1, help="at most N files per source and label")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the per-source sample")] = 0,
+    split: Annotated[str | None, typer.Option(help="evaluate one part of this split (e.g. dev-v1)")] = None,
+    part: Annotated[str, typer.Option(help="with --split: heldout or train")] = "heldout",
+    reencode: Annotated[
+        str | None,
+        typer.Option(help="re-encode every image to JPEG QUALITY[:LONG_SIDE] before scoring, e.g. 75:512"),
+    ] = None,
+    quality_sweep: Annotated[
+        str | None,
+        typer.Option(help="also score the real images re-encoded at these JPEG qualities, e.g. 30,50,75,95"),
+    ] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="write the report as JSON")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
 ) -> None:
@@ -140,6 +178,10 @@ def evaluate(
         "calibrate_fpr": calibrate_fpr,
         "limit_per_source": limit_per_source,
         "seed": seed,
+        "split": split,
+        "part": part,
+        "reencode": reencode,
+        "quality_sweep": quality_sweep,
         "out": out_file,
     }
     raise typer.Exit(run_eval(pipeline, data, options, out, err))

@@ -123,6 +123,9 @@ class TrainableDetector(Detector):
     """
 
     adapter_field: ClassVar[str] = "weights"  # the config field naming the adapter file, e.g. "head"
+    adapter_suffix: ClassVar[str] = ".pt"  # file name suffix of what save_adapter writes
+    # Options of `dfw train` this detector's recipe sets when the operator does not (epochs, lr, sbi, ...)
+    training_defaults: ClassVar[dict[str, Any]] = {}
     pos_weight: Any = None  # tensor set by the trainer: weight of the fake class in the default loss
 
     @abstractmethod
@@ -134,6 +137,10 @@ class TrainableDetector(Detector):
         self._load_backbone()
         self.init_adapter(seed)
         self.loaded = True
+
+    def set_training(self, training: bool) -> None:
+        """Switch what training changes between training and inference behaviour (batch norm, dropout).
+        Adapters on frozen backbones have neither: nothing to do by default."""
 
     @abstractmethod
     def preprocess(self, batch: np.ndarray) -> torch.Tensor:
