@@ -43,6 +43,19 @@ def service_answers(factory, keys: list[str]) -> dict[str, tuple[str, float]]:  
     return answers
 
 
+# Corrupted H.264 decodes to slightly different pixels from run to run: FFmpeg conceals the damaged
+# macroblocks, and with frame threads what it conceals them from depends on timing (every sampling method;
+# measured with an earlier dfwnet: 0.9106 to 0.9168 for the same bit-flipped file in 15 `dfw scan` runs; the
+# intact clip gave the same score to the last digit every time). A score that close to the threshold can be
+# labelled either way, so for these files the service, `dfw scan` and the measuring process must agree on
+# the kind of answer only.
+CONCEALED = {"bitflip.mp4"}
+
+
+def kind(answer: str) -> str:
+    return "verdict" if answer in {"fake", "real", "uncertain"} else answer
+
+
 def test_hostile_inputs(
     postgres_url, redis_url, queues, s3_endpoint, s3_client, bucket, models_dir, dev_dir, tmp_path
 ):
@@ -105,8 +118,13 @@ def test_hostile_inputs(
             assert answer in {"fake", "real", "uncertain", "no_face"}, (case, answer)
         elif case.expect is not None:
             assert answer == case.expect, (case, answer)
-        assert scan[case.name] == answer, (case, scan[case.name], answer)
-        assert per_file[case.name]["answer"] == answer
+        if case.name in CONCEALED:
+            # the same kind of answer (a verdict, or the same error code), not necessarily the same label
+            assert kind(scan[case.name]) == kind(answer), (case, scan[case.name], answer)
+            assert kind(per_file[case.name]["answer"]) == kind(answer)
+        else:
+            assert scan[case.name] == answer, (case, scan[case.name], answer)
+            assert per_file[case.name]["answer"] == answer
     worst = max(per_file.values(), key=lambda m: m["peak_rss"])
     slowest = max(service.values(), key=lambda v: v[1])
     print(
