@@ -100,6 +100,15 @@ def train(
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch CPU threads (results depend on it; recipe sets it)")
     ] = None,
+    frames_per_video: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1024,
+            help="frames sampled from each training video (default: the recipe's, else DFW_SAMPLING__"
+            "FRAMES_PER_VIDEO)",
+        ),
+    ] = None,
     limit_per_source: Annotated[
         int | None, typer.Option(min=1, help="at most N files per source and label")
     ] = None,
@@ -125,6 +134,7 @@ def train(
         "weight_decay": weight_decay,
         "schedule": schedule,
         "threads": threads,
+        "frames_per_video": frames_per_video,
         "split": split,
         "cache": cache,
         "name": name,

@@ -68,6 +68,7 @@ TRAIN_FALLBACKS: dict[str, Any] = {
     "weight_decay": 0.0,
     "schedule": "constant",
     "threads": None,
+    "frames_per_video": None,  # None: the pipeline's DFW_SAMPLING__FRAMES_PER_VIDEO
 }
 
 
@@ -105,6 +106,9 @@ def run_train(
     except ModelUnavailable as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_UNAVAILABLE
+    if options["frames_per_video"]:  # more frames of each training video than the service samples
+        sampling = settings.sampling.model_copy(update={"frames_per_video": int(options["frames_per_video"])})
+        settings = settings.model_copy(update={"sampling": sampling})
     cache = CropCache(options["cache"], settings, detector.looks_at, detector.input_size)
     with progress_bar(err) as progress:
         task = progress.add_task("preparing", total=len(examples))
@@ -277,7 +281,7 @@ def run_eval(pipeline: Pipeline, data: Path, options: dict[str, Any], console: C
     keys = ["verdict", *[d.name for d in pipeline.detectors]]
     threshold = float(pipeline.aggregate.threshold or 0.5)
     if options["calibrate_fpr"] is not None:
-        threshold = calibrate(pipeline, items, options["calibrate_fpr"], data, err)
+        threshold = calibrate(pipeline, items, options["calibrate_fpr"], data, err, options.get("split"))
     report = build_report(items, keys, threshold)
     console.print(report_table(report))
     payload = report.to_dict()
@@ -323,7 +327,9 @@ def sweep_table(sweep: dict[str, Any]) -> Table:
     return table
 
 
-def calibrate(pipeline: Pipeline, items: list[Scored], target: float, data: Path, err: Console) -> float:
+def calibrate(
+    pipeline: Pipeline, items: list[Scored], target: float, data: Path, err: Console, split: str | None = None
+) -> float:
     reals = [item.scores["verdict"] for item in items if item.example.label == 0 and "verdict" in item.scores]
     import numpy as np
 
@@ -336,6 +342,8 @@ def calibrate(pipeline: Pipeline, items: list[Scored], target: float, data: Path
         "data": data.name,
         "detectors": {d.name: d.lineage().version for d in pipeline.detectors},
     }
+    if split:
+        entry["split"] = split  # measured on its held-out part
     path = write_calibration(pipeline.settings.model_dir, names, entry)
     err.print(
         f"threshold {threshold:.4f} gives FPR <= {target} on {len(reals)} real items; stored in {path}",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from worker.datasets import Example
+from worker.models import PACKAGED_DIR
 
 
 @dataclass(frozen=True)
@@ -161,9 +162,19 @@ def write_calibration(model_dir: Path, detectors: list[str], entry: dict[str, An
     return path
 
 
-def resolve_threshold(config: Any, model_dir: Path, detectors: list[str]) -> float:
-    """The configured threshold, else the one calibrated for this detector set, else 0.5."""
+def resolve_threshold(
+    config: Any, model_dir: Path, detectors: list[str], versions: dict[str, str] | None = None
+) -> float:
+    """The configured threshold, else the one calibrated for this detector set (the deployment's own in
+    `model_dir`, then the one shipped with the project's weights), else 0.5.
+
+    A calibration records the detector versions it was measured with; when `versions` is given, an entry
+    made for other weights (a retrained network, another backbone) is not used."""
     if config.threshold is not None:
         return float(config.threshold)
-    entry = read_calibration(model_dir).get(calibration_key(detectors))
-    return float(entry["threshold"]) if entry else 0.5
+    key = calibration_key(detectors)
+    for folder in (model_dir, PACKAGED_DIR):
+        entry = read_calibration(folder).get(key)
+        if entry and (versions is None or entry.get("detectors", versions) == versions):
+            return float(entry["threshold"])
+    return 0.5

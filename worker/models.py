@@ -2,7 +2,9 @@
 
 A file already in the cache (`DFW_MODEL_DIR`) with the right sha256 is used as is, offline. A missing
 file is fetched from its sources in order (https://, s3://bucket/key, hf://org/repo@revision/file, or a
-local path) into a temporary file, hash-checked, then moved into place. Weights are never committed.
+local path) into a temporary file, hash-checked, then moved into place. Third-party weights are never
+committed; the project's own trained weights ship inside the package (`worker/weights/`), which the store
+reads as a second, read-only cache.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from worker.errors import ModelUnavailable
 logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+PACKAGED_DIR = Path(__file__).parent / "weights"  # weights this project trained and ships
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,14 @@ MANIFEST: dict[str, ModelFile] = {
             license="Apache-2.0",
             sources=("https://github.com/DariusAf/MesoNet/raw/master/weights/Meso4_DF.h5",),
             description="MesoNet Meso4 trained on face swaps (Keras weights; output P(real))",
+        ),
+        ModelFile(
+            name="dfwnet-v1.safetensors",
+            sha256="428c9c18d81cf7ac8c32d6de31a1ac5acf1f431cee579ad126a3125e1aaadf69",
+            size=650228,
+            license="Apache-2.0 (this project's weights; trained on research-only data, see the README)",
+            sources=(),  # shipped in the package (worker/weights); `dfw train` reproduces it (README)
+            description="dfwnet, the project's own CPU face detector (dfw train dfwnet --split dev-v1)",
         ),
         ModelFile(
             name="Meso4_F2F.h5",
@@ -229,12 +240,14 @@ class ModelStore:
     def status(self, name: str) -> CacheStatus:
         entry = self.entry(name)
         path = self.cache_dir / name
+        if not path.is_file() and (PACKAGED_DIR / name).is_file():
+            path = PACKAGED_DIR / name  # shipped with the package; a cached copy takes precedence
         if not path.is_file():
             return CacheStatus(entry, path, False, False, "not in cache")
         actual = sha256_file(path)
         if actual != entry.sha256:
             return CacheStatus(entry, path, True, False, f"sha256 mismatch: {actual[:12]}…")
-        return CacheStatus(entry, path, True, True, "ok")
+        return CacheStatus(entry, path, True, True, "ok" if path.parent != PACKAGED_DIR else "ok (shipped)")
 
     def statuses(self) -> Iterator[CacheStatus]:
         for name in sorted(self.manifest):

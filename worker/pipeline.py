@@ -116,7 +116,8 @@ class Pipeline:
     def threshold(self) -> float:
         """The configured threshold, else the calibrated one for the loaded detector set, else 0.5."""
         names = [d.name for d in self.detectors]
-        return resolve_threshold(self.settings.aggregate, self.settings.model_dir, names)
+        versions = {d.name: d.lineage().version for d in self.detectors}
+        return resolve_threshold(self.settings.aggregate, self.settings.model_dir, names, versions)
 
     def lineage(self) -> dict[str, Any]:
         """Everything that decides the numbers this pipeline produces, for storage with every result."""
