@@ -143,6 +143,7 @@ def test_backfill_reruns_one_detector_where_its_weights_changed(
         work=tmp_path / "downloads",
         queue=queues["detect"],
         DFW_SAMPLING__FRAMES_PER_VIDEO="6",
+        DFW_DETECTORS="dfwnet,meso4",
     )
     factory = session_factory(postgres_url)
     worker = WorkerProcess(service, queues["detect"], tmp_path / "worker.log")
@@ -154,14 +155,17 @@ def test_backfill_reruns_one_detector_where_its_weights_changed(
         worker.stop()
     job = job_of(factory, "backfill/clip.mp4")
     assert job is not None
-    before = scores_of(factory, job.id)
+    before = scores_of(factory, job.id, "meso4")
+    untouched = scores_of(factory, job.id, "dfwnet")
+    assert len(before) == len(untouched) >= 1
     retrained = {**service, "DFW_MESO4__WEIGHTS": "Meso4_F2F.h5"}  # new weights: a new meso4 version
     dry = run_cli("backfill", "--detector", "meso4", "--dry-run", env=retrained)
     assert dry.returncode == 0 and str(job.id) in dry.stdout.split()
-    assert scores_of(factory, job.id) == before
+    assert scores_of(factory, job.id, "meso4") == before
     done = run_cli("backfill", "--detector", "meso4", env=retrained)
     assert done.returncode == 0, done.stderr
-    after = scores_of(factory, job.id)
+    after = scores_of(factory, job.id, "meso4")
+    assert scores_of(factory, job.id, "dfwnet") == untouched  # the other detector's rows stay as they were
     assert [key for key, _, _ in after] == [key for key, _, _ in before]  # same faces, nothing detected anew
     assert {version for _, version, _ in after} != {version for _, version, _ in before}
     assert [score for _, _, score in after] != [score for _, _, score in before]
@@ -177,11 +181,11 @@ def job_of(factory, key: str) -> Job | None:  # type: ignore[no-untyped-def]
         return session.execute(select(Job).where(Job.key == key, Job.status == "done")).scalar()
 
 
-def scores_of(factory, job_id: int) -> list[tuple[tuple[int, int], str, float]]:  # type: ignore[no-untyped-def]
+def scores_of(factory, job_id: int, detector: str) -> list[tuple[tuple[int, int], str, float]]:  # type: ignore[no-untyped-def]
     with factory() as session:
         rows = session.execute(
             select(FaceScore)
-            .where(FaceScore.job_id == job_id)
+            .where(FaceScore.job_id == job_id, FaceScore.detector == detector)
             .order_by(FaceScore.frame_index, FaceScore.face_index)
         ).scalars()
         return [((r.frame_index, r.face_index), r.detector_version, r.score) for r in rows]

@@ -28,6 +28,7 @@ def make_pipeline(models_dir: Path, **updates: Any) -> Pipeline:
     import torch
 
     torch.set_num_threads(1)
+    updates.setdefault("detectors", ["meso4"])  # these tests are about frames and faces; one detector
     settings = WorkerSettings(model_dir=models_dir, model_fetch=False, device="cpu", **updates)
     pipeline = Pipeline(settings)
     pipeline.load()

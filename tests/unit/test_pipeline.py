@@ -34,7 +34,9 @@ def test_two_people_in_a_photo_are_two_tracks(pipeline: Pipeline, dev_dir: Path)
     assert analysis.info.kind == "image" and (analysis.info.width, analysis.info.height) == (2280, 1588)
     assert verdict.coverage.faces == 2 and verdict.coverage.tracks == 2
     assert verdict.label in {"fake", "real", "uncertain"} and 0.0 <= verdict.score <= 1.0
-    assert len(analysis.scores) == 2 and {s.detector for s in analysis.scores} == {"meso4"}
+    # the default detector (the project's dfwnet) scores each face; the verdict is the highest track
+    assert pipeline.settings.detectors == ["dfwnet"]
+    assert len(analysis.scores) == 2 and {s.detector for s in analysis.scores} == {"dfwnet"}
     assert verdict.score == pytest.approx(max(s.score for s in analysis.scores))
 
 
@@ -45,7 +47,7 @@ def test_video_samples_frames_and_tracks_one_face(pipeline: Pipeline, dev_dir: P
     assert coverage.frames_requested == 16 and coverage.frames_decoded == 16
     assert [f.index for f in analysis.frames] == sorted({f.index for f in analysis.frames})
     assert coverage.faces == 16 and coverage.tracks == 1
-    assert {"probe", "decode", "faces", "detector:meso4", "aggregate"} <= set(analysis.timings)
+    assert {"probe", "decode", "faces", "detector:dfwnet", "aggregate"} <= set(analysis.timings)
 
 
 def test_no_face_is_no_face(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -74,7 +76,9 @@ def test_scores_do_not_depend_on_batch_size(pipeline: Pipeline, dev_dir: Path, m
 
 
 def test_version_changes_with_weights(pipeline: Pipeline) -> None:
-    settings = pipeline.settings.model_copy(update={"meso4": Meso4Config(weights="Meso4_F2F.h5")})
+    settings = pipeline.settings.model_copy(
+        update={"detectors": ["meso4"], "meso4": Meso4Config(weights="Meso4_F2F.h5")}
+    )
     other = Pipeline(settings)
     other.load()
     assert other.version != pipeline.version
@@ -89,7 +93,15 @@ def test_missing_weights_disable_the_detector(tmp_path: Path, models_dir: Path) 
     (cache / "face_detection_yunet_2023mar.onnx").write_bytes(
         (models_dir / "face_detection_yunet_2023mar.onnx").read_bytes()
     )
-    settings = WorkerSettings(model_dir=cache, model_fetch=False, device="cpu")
+    # dfwnet's weights ship in the package; Meso4's are missing, so meso4 is disabled and dfwnet runs alone
+    pipeline = Pipeline(
+        WorkerSettings(model_dir=cache, model_fetch=False, device="cpu", detectors=["dfwnet", "meso4"])
+    )
+    statuses = {status.name: status for status in pipeline.load()}
+    assert statuses["dfwnet"].available and [d.name for d in pipeline.detectors] == ["dfwnet"]
+    assert not statuses["meso4"].available and "Meso4_DF.h5" in statuses["meso4"].reason
+    # with no detector left, nothing could be analysed: refused
+    settings = WorkerSettings(model_dir=cache, model_fetch=False, device="cpu", detectors=["meso4"])
     with pytest.raises(ModelUnavailable) as caught:
         Pipeline(settings).load()
     assert "Meso4_DF.h5" in str(caught.value)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from worker.evaluation import read_calibration
+from worker.models import PACKAGED_DIR
 
 IMAGE = "real/deepface_photos/deepface_img10.jpg"
 VIDEO = "real/inthewild_video/itw_RealTaxi.mp4"
@@ -38,13 +40,16 @@ def test_json_lines_contract(inputs: Path, models_dir: Path) -> None:
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     by_name = {Path(line["path"]).name: line for line in lines}
     assert set(by_name) == {"photo.jpg", "clip.mp4", "empty.png", "notes.mp4", "missing.jpg"}
+    shipped_threshold = read_calibration(PACKAGED_DIR)["dfwnet"]["threshold"]
+    assert shipped_threshold != 0.5
     for name in ("photo.jpg", "clip.mp4"):
         line = by_name[name]
         assert set(line) == {"path", "media", "label", "score", "threshold", "coverage", "detectors"}
         assert set(line["media"]) == {"type", "width", "height", "duration", "fps"}
         assert set(line["coverage"]) == {"frames", "faces", "tracks"}
         assert line["label"] in {"fake", "real", "uncertain"} and 0 <= line["score"] <= 1
-        assert set(line["detectors"]) == {"meso4"} and line["threshold"] == 0.5
+        # the default set, at the threshold calibrated for it and shipped with the project's weights
+        assert set(line["detectors"]) == {"dfwnet"} and line["threshold"] == shipped_threshold
     assert by_name["clip.mp4"]["media"]["type"] == "video" and by_name["clip.mp4"]["coverage"]["frames"] == 4
     assert by_name["photo.jpg"]["media"] == {
         "type": "image",
@@ -62,7 +67,7 @@ def test_json_lines_contract(inputs: Path, models_dir: Path) -> None:
 def test_table_output(inputs: Path, models_dir: Path) -> None:
     done = run_dfw("scan", str(inputs / "photo.jpg"), str(inputs / "notes.mp4"), models=models_dir)
     assert done.returncode == 0, done.stderr
-    assert "photo.jpg" in done.stdout and "not_media" in done.stdout and "meso4=" in done.stdout
+    assert "photo.jpg" in done.stdout and "not_media" in done.stdout and "dfwnet=" in done.stdout
 
 
 def test_usage_errors_exit_2(inputs: Path, models_dir: Path) -> None:

@@ -121,7 +121,7 @@ def test_pipeline_end_to_end_with_scrfd(models_dir: Path, dev_dir: Path) -> None
     assert pipeline.lineage()["face_detector"]["name"] == "scrfd"
     analysis = pipeline.analyze(dev_dir / "real/deepface_photos/deepface_couple.jpg")
     assert analysis.verdict.coverage.faces == 2 and analysis.verdict.coverage.tracks == 2
-    assert len(analysis.scores) == 2
+    assert len(analysis.scores) == 2 * len(pipeline.detectors)  # each face, every detector
     video = pipeline.analyze(dev_dir / "real/inthewild_video/itw_RealObama.mp4")
     assert video.verdict.coverage.faces >= 15 and video.verdict.coverage.tracks == 1
     yunet = Pipeline(settings.model_copy(update={"faces": FaceConfig()}))

@@ -135,7 +135,9 @@ def test_eval_reports_and_calibrates(tmp_path: Path, model_dir: Path, dev_dir: P
         "gone",
     }
     calibration = json.loads((model_dir / "calibration.json").read_text())
-    threshold = calibration["meso4"]["threshold"]
-    assert threshold == report["threshold"] and calibration["meso4"]["n_real"] == 3
+    entry = calibration["dfwnet"]  # the default detector set
+    threshold = entry["threshold"]
+    assert threshold == report["threshold"] and entry["n_real"] == 3
+    assert entry["detectors"] == report["detectors"]  # the versions it was measured with
     scan = dfw("scan", "--json", str(dev_dir / REALS[0]), env=env)
     assert json.loads(scan.stdout)["threshold"] == threshold  # the service and scan use the calibrated one
