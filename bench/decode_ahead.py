@@ -12,9 +12,7 @@ verdict. Prints per-file times and the overall ratio (without / with), writes JS
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,10 +20,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.devset import SHARED, dev_videos, one_thread
 from worker.pipeline import Analysis, Pipeline
 from worker.settings import SamplingConfig, WorkerSettings
-
-SHARED = Path(os.environ.get("DFW_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def summary(analysis: Analysis) -> tuple[Any, ...]:
@@ -41,20 +38,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("bench-decode-ahead.json"))
+    parser.add_argument(
+        "--detectors",
+        default="meso4",
+        help="comma-separated detectors (the README's figures were measured with meso4)",
+    )
     args = parser.parse_args()
-    import cv2
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    one_thread()
     dev = args.shared / "data" / "dev"
-    with (dev / "manifest.csv").open(newline="") as handle:
-        videos = [row["path"] for row in csv.DictReader(handle) if row["media"] == "video"]
+    videos = list(dev_videos(args.shared))
     pipelines = {}
     for depth in (0, 2):
         sampling = SamplingConfig(frames_per_video=args.frames, decode_ahead=depth)
         settings = WorkerSettings(
-            model_dir=args.shared / "models", model_fetch=False, device="cpu", sampling=sampling
+            model_dir=args.shared / "models",
+            model_fetch=False,
+            device="cpu",
+            detectors=args.detectors.split(","),
+            sampling=sampling,
         )
         pipelines[depth] = Pipeline(settings)
         pipelines[depth].load()

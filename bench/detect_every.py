@@ -12,9 +12,7 @@ interpolated face with the best-matching face found by detecting that frame, and
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -24,12 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.devset import SHARED, dev_videos, one_thread
 from worker.faces.tracking import box_iou
 from worker.faces.types import Face
 from worker.pipeline import Analysis, Pipeline
 from worker.settings import FaceConfig, SamplingConfig, WorkerSettings
-
-SHARED = Path(os.environ.get("DFW_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def counted(pipeline: Pipeline) -> list[int]:
@@ -91,21 +88,22 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench-detect-every.json"))
+    parser.add_argument(
+        "--detectors",
+        default="meso4",
+        help="comma-separated detectors (the README's figures were measured with meso4)",
+    )
     args = parser.parse_args()
-    import cv2
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    one_thread()
     dev = args.shared / "data" / "dev"
-    with (dev / "manifest.csv").open(newline="") as handle:
-        videos = [row["path"] for row in csv.DictReader(handle) if row["media"] == "video"]
+    videos = list(dev_videos(args.shared))
     pipelines, calls = {}, {}
     for k in (1, args.every):
         settings = WorkerSettings(
             model_dir=args.shared / "models",
             model_fetch=False,
             device="cpu",
+            detectors=args.detectors.split(","),
             sampling=SamplingConfig(frames_per_video=args.frames),
             faces=FaceConfig(detect_every=k, interpolate_within_s=args.within),
         )

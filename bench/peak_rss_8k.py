@@ -111,6 +111,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("bench-peak-rss-8k.json"))
+    parser.add_argument(
+        "--detectors",
+        default="meso4",
+        help="comma-separated detectors (the README's figures were measured with meso4)",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     dev = args.shared / "data" / "dev"
@@ -123,6 +128,7 @@ def main() -> None:
         "DFW_MODEL_FETCH": "false",
         "DFW_DEVICE": "cpu",
         "DFW_SAMPLING__FRAMES_PER_VIDEO": str(args.frames),
+        "DFW_DETECTORS": args.detectors,
     }
     runs = {
         "floor (small video)": scan_peak(args.repo, dev / "real/inthewild_video/itw_RealReagan.mp4", env),

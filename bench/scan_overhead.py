@@ -97,6 +97,11 @@ def main() -> None:
     parser.add_argument("--backend", choices=["yunet", "scrfd"], default="yunet")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench-scan-overhead.json"))
+    parser.add_argument(
+        "--detectors",
+        default="meso4",
+        help="comma-separated detectors (the README's figures were measured with meso4)",
+    )
     args = parser.parse_args()
     import cv2
     import torch
@@ -107,6 +112,7 @@ def main() -> None:
         model_dir=args.shared / "models",
         model_fetch=False,
         device="cpu",
+        detectors=args.detectors.split(","),
         faces=FaceConfig(backend=args.backend, scrfd_threads=1),
     )
     pipeline = Pipeline(settings)

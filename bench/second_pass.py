@@ -11,9 +11,7 @@ towards it, and the analysis time with / without. Writes JSON.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,11 +19,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.devset import SHARED, dev_videos, one_thread
 from worker.aggregate import resolved_threshold
 from worker.pipeline import Pipeline
 from worker.settings import AggregateConfig, SamplingConfig, WorkerSettings
-
-SHARED = Path(os.environ.get("DFW_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def run(pipeline: Pipeline, path: Path) -> tuple[Any, float]:
@@ -41,15 +38,15 @@ def main() -> None:
     parser.add_argument("--margins", type=float, nargs="+", default=[0.1, 0.3])
     parser.add_argument("--extra", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--out", type=Path, default=Path("bench-second-pass.json"))
+    parser.add_argument(
+        "--detectors",
+        default="meso4",
+        help="comma-separated detectors (the README's figures were measured with meso4)",
+    )
     args = parser.parse_args()
-    import cv2
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    one_thread()
     dev = args.shared / "data" / "dev"
-    with (dev / "manifest.csv").open(newline="") as handle:
-        truth = {row["path"]: row["label"] for row in csv.DictReader(handle) if row["media"] == "video"}
+    truth = dev_videos(args.shared)
     results: dict[str, Any] = {}
     for margin in args.margins:
         pipelines = {}
@@ -58,6 +55,7 @@ def main() -> None:
                 model_dir=args.shared / "models",
                 model_fetch=False,
                 device="cpu",
+                detectors=args.detectors.split(","),
                 sampling=SamplingConfig(second_pass_frames=extra),
                 aggregate=AggregateConfig(uncertain_margin=margin),
             )

@@ -1,0 +1,24 @@
+"""What the dev-set benchmarks share: where the shared folder is, its videos, and one compute thread."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+SHARED = Path(os.environ.get("DFW_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def dev_videos(shared: Path) -> dict[str, str]:
+    """The dev set's videos: manifest path (relative to data/dev) -> label."""
+    with (shared / "data" / "dev" / "manifest.csv").open(newline="") as handle:
+        return {row["path"]: row["label"] for row in csv.DictReader(handle) if row["media"] == "video"}
+
+
+def one_thread() -> None:
+    """One torch and one OpenCV thread, so that timings compare like with like on a shared machine."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
