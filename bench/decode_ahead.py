@@ -11,7 +11,6 @@ verdict. Prints per-file times and the overall ratio (without / with), writes JS
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.devset import SHARED, dev_videos, one_thread
+from bench.devset import bench_parser, dev_videos, one_thread
 from worker.pipeline import Analysis, Pipeline
 from worker.settings import SamplingConfig, WorkerSettings
 
@@ -32,17 +31,9 @@ def summary(analysis: Analysis) -> tuple[Any, ...]:
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser = bench_parser(__doc__, "bench-decode-ahead.json")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=Path("bench-decode-ahead.json"))
-    parser.add_argument(
-        "--detectors",
-        default="meso4",
-        help="comma-separated detectors (the README's figures were measured with meso4)",
-    )
     args = parser.parse_args()
     one_thread()
     dev = args.shared / "data" / "dev"

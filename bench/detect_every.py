@@ -11,7 +11,6 @@ interpolated face with the best-matching face found by detecting that frame, and
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -22,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.devset import SHARED, dev_videos, one_thread
+from bench.devset import bench_parser, dev_videos, one_thread
 from worker.faces.tracking import box_iou
 from worker.faces.types import Face
 from worker.pipeline import Analysis, Pipeline
@@ -80,19 +79,11 @@ def measure(
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser = bench_parser(__doc__, "bench-detect-every.json")
     parser.add_argument("--every", type=int, default=3)
     parser.add_argument("--within", type=float, default=1.0)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("bench-detect-every.json"))
-    parser.add_argument(
-        "--detectors",
-        default="meso4",
-        help="comma-separated detectors (the README's figures were measured with meso4)",
-    )
     args = parser.parse_args()
     one_thread()
     dev = args.shared / "data" / "dev"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 from pathlib import Path
@@ -22,3 +23,16 @@ def one_thread() -> None:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+
+
+def bench_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
+    """The options every dev-set benchmark takes: --shared, --detectors and --out (its JSON report)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=SHARED, help="folder with models/ and data/dev/")
+    parser.add_argument(
+        "--detectors",
+        default="meso4",
+        help="comma-separated detectors (the README's figures were measured with meso4)",
+    )
+    parser.add_argument("--out", type=Path, default=Path(out), help="JSON report")
+    return parser

@@ -13,7 +13,6 @@ and once on a small dev video for the floor (interpreter, torch, models). The ch
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -29,7 +28,10 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DFW_SHARED_DIR", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO))
+
+from bench.devset import bench_parser  # noqa: E402
+
 FACE_PHOTO = "real/deepface_photos/deepface_couple.jpg"  # two faces
 WIDTH, HEIGHT, FPS = 7680, 4320, 24
 GOAL_BYTES = 2 * 1024**3
@@ -103,19 +105,11 @@ def scan_peak(repo: Path, target: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser = bench_parser(__doc__, "bench-peak-rss-8k.json")
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout whose `dfw scan` is measured")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "dfw-bench-8k")
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=Path("bench-peak-rss-8k.json"))
-    parser.add_argument(
-        "--detectors",
-        default="meso4",
-        help="comma-separated detectors (the README's figures were measured with meso4)",
-    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     dev = args.shared / "data" / "dev"

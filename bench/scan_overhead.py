@@ -11,7 +11,6 @@ thread. Prints per-file times and the overall ratio; writes JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -21,12 +20,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.devset import bench_parser
 from worker.faces.yunet import crop_face
 from worker.media import sample_frames
 from worker.pipeline import Pipeline
 from worker.settings import FaceConfig, WorkerSettings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 FILES = [
     "real/deepface_photos/deepface_couple.jpg",
     "real/deepface_photos/deepface_img1.jpg",
@@ -90,18 +89,9 @@ def measure(pipeline: Pipeline, path: Path, repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser = bench_parser(__doc__, "bench-scan-overhead.json")
     parser.add_argument("--backend", choices=["yunet", "scrfd"], default="yunet")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("bench-scan-overhead.json"))
-    parser.add_argument(
-        "--detectors",
-        default="meso4",
-        help="comma-separated detectors (the README's figures were measured with meso4)",
-    )
     args = parser.parse_args()
     import cv2
     import torch

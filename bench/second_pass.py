@@ -10,7 +10,6 @@ towards it, and the analysis time with / without. Writes JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.devset import SHARED, dev_videos, one_thread
+from bench.devset import bench_parser, dev_videos, one_thread
 from worker.aggregate import resolved_threshold
 from worker.pipeline import Pipeline
 from worker.settings import AggregateConfig, SamplingConfig, WorkerSettings
@@ -32,17 +31,9 @@ def run(pipeline: Pipeline, path: Path) -> tuple[Any, float]:
 
 
 def main() -> None:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser = bench_parser(__doc__, "bench-second-pass.json")
     parser.add_argument("--margins", type=float, nargs="+", default=[0.1, 0.3])
     parser.add_argument("--extra", type=int, nargs="+", default=[8, 16])
-    parser.add_argument("--out", type=Path, default=Path("bench-second-pass.json"))
-    parser.add_argument(
-        "--detectors",
-        default="meso4",
-        help="comma-separated detectors (the README's figures were measured with meso4)",
-    )
     args = parser.parse_args()
     one_thread()
     dev = args.shared / "data" / "dev"
