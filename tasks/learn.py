@@ -19,6 +19,7 @@ from worker.detectors.base import TrainableDetector
 from worker.devices import choose_device
 from worker.errors import MediaError, ModelUnavailable
 from worker.evaluation import Scored, build_report, calibrate_threshold, roc_auc, write_calibration
+from worker.media.probe import HEAD_BYTES, IMAGE_KINDS, sniff_signature
 from worker.models import ModelStore, write_local_manifest
 from worker.pipeline import Pipeline
 from worker.settings import WorkerSettings
@@ -184,9 +185,14 @@ class Reencode:
 
 
 def is_image(example: Example) -> bool:
+    """The manifest's `media` column, else the file's signature (as `probe_media` reads it)."""
     if example.media:
         return example.media == "image"
-    return example.path.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+    try:
+        with example.path.open("rb") as handle:
+            return sniff_signature(handle.read(HEAD_BYTES)) in IMAGE_KINDS
+    except OSError:
+        return False
 
 
 def score_examples(
@@ -285,7 +291,7 @@ def run_eval(pipeline: Pipeline, data: Path, options: dict[str, Any], console: C
     report = build_report(items, keys, threshold)
     console.print(report_table(report))
     payload = report.to_dict()
-    payload["detectors"] = {d.name: d.lineage().version for d in pipeline.detectors}
+    payload["detectors"] = pipeline.detector_versions()
     if reencode is not None:
         payload["reencode"] = {"quality": reencode.quality, "long_side": reencode.long_side}
     if qualities:
@@ -340,7 +346,7 @@ def calibrate(
         "target_fpr": target,
         "n_real": len(reals),
         "data": data.name,
-        "detectors": {d.name: d.lineage().version for d in pipeline.detectors},
+        "detectors": pipeline.detector_versions(),
     }
     if split:
         entry["split"] = split  # measured on its held-out part

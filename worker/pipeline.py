@@ -116,8 +116,13 @@ class Pipeline:
     def threshold(self) -> float:
         """The configured threshold, else the calibrated one for the loaded detector set, else 0.5."""
         names = [d.name for d in self.detectors]
-        versions = {d.name: d.lineage().version for d in self.detectors}
-        return resolve_threshold(self.settings.aggregate, self.settings.model_dir, names, versions)
+        return resolve_threshold(
+            self.settings.aggregate, self.settings.model_dir, names, self.detector_versions()
+        )
+
+    def detector_versions(self) -> dict[str, str]:
+        """Each loaded detector's version (code and weights): what a calibration is valid for."""
+        return {d.name: d.lineage().version for d in self.detectors}
 
     def lineage(self) -> dict[str, Any]:
         """Everything that decides the numbers this pipeline produces, for storage with every result."""
