@@ -114,11 +114,17 @@ def test_train_refuses_what_it_cannot_train(tmp_path: Path, model_dir: Path, fol
     assert "Traceback" not in no_backbone.stderr
 
 
-def test_eval_reports_and_calibrates(tmp_path: Path, model_dir: Path, dev_dir: Path) -> None:
+def eval_manifest(tmp_path: Path, dev_dir: Path) -> Path:
+    """REALS, FAKES and one real item whose file is missing, with columns path, label, source only."""
     manifest = tmp_path / "manifest.csv"
     rows = ["path,label,source"] + [f"{dev_dir / p},real,{p.split('/')[1]}" for p in REALS]
     rows += [f"{dev_dir / p},fake,{p.split('/')[1]}" for p in FAKES] + [f"{tmp_path / 'gone.jpg'},real,gone"]
     manifest.write_text("\n".join(rows) + "\n")
+    return manifest
+
+
+def test_eval_reports_and_calibrates(tmp_path: Path, model_dir: Path, dev_dir: Path) -> None:
+    manifest = eval_manifest(tmp_path, dev_dir)
     env = {"DFW_MODEL_DIR": str(model_dir), "DFW_MODEL_FETCH": "false"}
     report_path = tmp_path / "report.json"
     done = dfw("eval", "--data", str(manifest), "--out", str(report_path), "--calibrate-fpr", "0.0", env=env)
@@ -141,3 +147,28 @@ def test_eval_reports_and_calibrates(tmp_path: Path, model_dir: Path, dev_dir: P
     assert entry["detectors"] == report["detectors"]  # the versions it was measured with
     scan = dfw("scan", "--json", str(dev_dir / REALS[0]), env=env)
     assert json.loads(scan.stdout)["threshold"] == threshold  # the service and scan use the calibrated one
+
+
+def test_eval_reencodes_images_and_sweeps_jpeg_quality(
+    tmp_path: Path, model_dir: Path, dev_dir: Path
+) -> None:
+    manifest = eval_manifest(tmp_path, dev_dir)  # no `media` column: images are told by their signature
+    env = {"DFW_MODEL_DIR": str(model_dir), "DFW_MODEL_FETCH": "false"}
+    report_path = tmp_path / "report.json"
+    args = ["eval", "--data", str(manifest), "--detectors", "dfwnet", "--out", str(report_path)]
+    done = dfw(*args, "--reencode", "60:160", "--quality-sweep", "30,95", env=env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["reencode"] == {"quality": 60, "long_side": 160}
+    assert report["overall"]["verdict"]["n"] == 7 and report["outcomes"]["not_found"] == 1
+    sweep = report["quality_sweep"]
+    assert sweep["n_real_images"] == 3 and set(sweep["qualities"]) == {"30", "95"}  # the missing file is not
+    assert (sweep["low"], sweep["high"]) == (30, 95) and 0.0 <= sweep["auc_high_vs_low"] <= 1.0
+    assert 0.0 <= sweep["share_higher_at_high"] <= 1.0
+    # the copies really differ: the same real images score differently at quality 30 and 95
+    assert sweep["qualities"]["30"]["mean"] != sweep["qualities"]["95"]["mean"]
+    assert sweep["mean_difference_high_minus_low"] == pytest.approx(
+        sweep["qualities"]["95"]["mean"] - sweep["qualities"]["30"]["mean"]
+    )
+    bad = dfw(*args, "--reencode", "high", env=env)
+    assert bad.returncode == 2 and "--reencode takes QUALITY" in bad.stderr
