@@ -1,8 +1,8 @@
 """Detector throughput on CPU: items/second, batching gain, and preprocessing vs forward share.
 
-Backbones are the real weights of dfwnet (shipped) and MesoNet, and tiny randomly initialised CLIP / ViT
-models built here (the point is the serving path's overheads, not accuracy; a tiny backbone makes
-preprocessing look relatively expensive, which is exactly what this measures). Prints ratios measured in
+Backbones are the real weights of dfwnet and dfwmeso (shipped) and MesoNet, and tiny randomly initialised
+CLIP / ViT models built here (the point is the serving path's overheads, not accuracy; a tiny backbone
+makes preprocessing look relatively expensive, which is exactly what this measures). Prints ratios measured in
 one run and writes JSON.
 
     python bench/detectors.py [--models ../shared/models] [--batch 32] [--out bench-detectors.json]
@@ -69,6 +69,7 @@ def build(work: Path, models: Path) -> dict[str, Detector]:
     )
     detectors: dict[str, Detector] = {
         "dfwnet": create_detector("dfwnet", settings.dfwnet, store),  # the shipped weights
+        "dfwmeso": create_detector("dfwmeso", settings.dfwmeso, store),  # the shipped weights
         "meso4": create_detector("meso4", settings.meso4, store),
     }
     for name in ("clip_linear", "clip_prompt"):

@@ -69,6 +69,17 @@ MANIFEST: dict[str, ModelFile] = {
             description="dfwnet, the project's own CPU face detector (dfw train dfwnet --split dev-v1)",
         ),
         ModelFile(
+            name="dfwmeso-v1.safetensors",
+            sha256="d88a626bf9b31f50c6b17ab7a6a79ace699e903fb5f5e6457f52b67080c32ce2",
+            size=114660,
+            license=(
+                "Apache-2.0 (this project's fine-tune of MesoNet's Apache-2.0 Meso4_DF weights; trained on "
+                "research-only data, see the README)"
+            ),
+            sources=(),  # shipped in the package (worker/weights); `dfw train` reproduces it (README)
+            description="dfwmeso, Meso4 fine-tuned by this project (dfw train dfwmeso --split dev-v1)",
+        ),
+        ModelFile(
             name="Meso4_F2F.h5",
             sha256="bcfda015d217b9f8d6557693edbdf9f4e79cfd22672541968dd0e2954462b5d7",
             size=156128,

@@ -3,7 +3,7 @@
 This is the only module of the `worker` package that reads the environment. Every field can be set with
 an environment variable prefixed `DFW_`; nested fields use a double underscore, e.g.
 `DFW_LIMITS__MAX_BYTES=1000000` or `DFW_FACES__SCORE_THRESHOLD=0.8`. List fields accept JSON or a
-comma-separated string (`DFW_DETECTORS=dfwnet,meso4`; the default is `dfwnet`).
+comma-separated string (`DFW_DETECTORS=dfwmeso,dfwnet`; the default is `dfwmeso`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from worker.detectors import DETECTOR_MODULES
 from worker.detectors.clip_linear import ClipLinearConfig
 from worker.detectors.clip_prompt import ClipPromptConfig
 from worker.detectors.clip_reprogram import ClipReprogramConfig
+from worker.detectors.dfwmeso import DfwmesoConfig
 from worker.detectors.dfwnet import DfwnetConfig
 from worker.detectors.hf_classifier import HfClassifierConfig
 from worker.detectors.meso4 import Meso4Config
@@ -149,13 +150,14 @@ class WorkerSettings(BaseSettings):
     )
     model_fetch: bool = Field(default=True, description="download missing weights from their sources")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
-    detectors: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["dfwnet"])
+    detectors: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["dfwmeso"])
     batch_size: int = Field(default=32, ge=1, description="face crops per detector forward pass")
     limits: MediaLimits = Field(default_factory=MediaLimits)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     faces: FaceConfig = Field(default_factory=FaceConfig)
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     dfwnet: DfwnetConfig = Field(default_factory=DfwnetConfig)
+    dfwmeso: DfwmesoConfig = Field(default_factory=DfwmesoConfig)
     meso4: Meso4Config = Field(default_factory=Meso4Config)
     clip_linear: ClipLinearConfig = Field(default_factory=ClipLinearConfig)
     clip_prompt: ClipPromptConfig = Field(default_factory=ClipPromptConfig)

@@ -57,11 +57,11 @@ def test_detect_media_end_to_end(service_env, worker_log, s3_client, bucket, dev
         assert verdict.label in {"fake", "real", "uncertain"} and 0.0 <= verdict.score <= 1.0
         assert verdict.faces >= verdict.frames_decoded // 2 and verdict.tracks >= 1
         scores = session.execute(select(FaceScore).where(FaceScore.job_id == video.id)).scalars().all()
-        # the default detector, the project's dfwnet, scores every face with its shipped weights
+        # the default detector, the project's dfwmeso, scores every face with its shipped weights
         assert len(scores) == verdict.faces
-        assert all(s.detector == "dfwnet" and s.detector_version.startswith("dfwnet/1@") for s in scores)
+        assert all(s.detector == "dfwmeso" and s.detector_version.startswith("dfwmeso/1@") for s in scores)
         assert all(
-            len(s.weights["dfwnet-v1.safetensors"]) == 64 and s.sampling["frames_requested"] == 16
+            len(s.weights["dfwmeso-v1.safetensors"]) == 64 and s.sampling["frames_requested"] == 16
             for s in scores
         )
         assert all(0.0 <= s.score <= 1.0 and s.box_w > 20 for s in scores)

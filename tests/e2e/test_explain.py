@@ -93,7 +93,7 @@ def test_flagged_job_gets_an_evidence_explanation(
     job, verdict, explanation = found
     assert verdict.label == "fake" and explanation.explainer == "evidence"
     assert explanation.agrees is None and explanation.answer is None and explanation.model is None
-    assert "dfwnet" in explanation.text and explanation.evidence["items"]
+    assert "dfwmeso" in explanation.text and explanation.evidence["items"]
     shown = run_cli("results", str(job.id), "--json", env=env)
     assert json.loads(shown.stdout)[0]["explanation"]["text"] == explanation.text
 

@@ -59,7 +59,7 @@ def test_metrics_endpoint_after_jobs(service_env, s3_client, bucket, dev_dir, qu
         wait_for(both_counted, 240, log, "a done and a failed job in dfw_jobs_total")
         samples = scrape(port)
 
-    for stage in ("download", "probe", "decode", "faces", "detector:dfwnet", "aggregate", "persist"):
+    for stage in ("download", "probe", "decode", "faces", "detector:dfwmeso", "aggregate", "persist"):
         assert value(samples, "dfw_stage_seconds_count", stage=stage) >= 1, stage
         assert value(samples, "dfw_stage_seconds_sum", stage=stage) > 0, stage
     assert value(samples, "dfw_stage_seconds_bucket", stage="download", le="+Inf") >= 2

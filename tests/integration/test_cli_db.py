@@ -90,12 +90,13 @@ def test_models_list_and_verify(models_dir: Path, postgres_url: str) -> None:
     assert models["Meso4_DF.h5"]["verified"] and "meso4" in models["Meso4_DF.h5"]["used_by"]
     assert models["face_detection_yunet_2023mar.onnx"]["verified"]
     # the project's own weights are not in the cache: they ship inside the package
-    assert (
-        models["dfwnet-v1.safetensors"]["verified"] and "dfwnet" in models["dfwnet-v1.safetensors"]["used_by"]
-    )
+    for name in ("dfwnet", "dfwmeso"):
+        assert models[f"{name}-v1.safetensors"]["verified"]
+        assert name in models[f"{name}-v1.safetensors"]["used_by"]
     detectors = {d["detector"]: d for d in json.loads(listed.stdout)["detectors"]}
-    assert detectors["dfwnet"]["status"] == "available" and detectors["dfwnet"]["enabled"]  # the default
-    assert detectors["dfwnet"]["version"].startswith("dfwnet/1@")
+    assert detectors["dfwmeso"]["status"] == "available" and detectors["dfwmeso"]["enabled"]  # the default
+    assert detectors["dfwmeso"]["version"].startswith("dfwmeso/1@")
+    assert detectors["dfwnet"]["status"] == "available" and not detectors["dfwnet"]["enabled"]
     assert detectors["meso4"]["status"] == "available" and not detectors["meso4"]["enabled"]
     assert detectors["meso4"]["version"].startswith("meso4/1@")
     assert detectors["clip_linear"]["status"] == "unavailable"

@@ -1,4 +1,4 @@
-"""The project's own detector: its split, self-blended pseudo-fakes, training from scratch through
+"""The project's own detectors: their split, self-blended pseudo-fakes, training from scratch through
 `dfw train`, and the shipped weights (found in the package, sha256 checked, fakes scored above reals on
 held-out data)."""
 
@@ -18,7 +18,9 @@ from worker.sbi import face_mask, self_blend
 from worker.settings import WorkerSettings
 from worker.training import AUGMENTATIONS, augment, repeat_edges
 
-SHIPPED = "dfwnet-v1.safetensors"
+# the project's own detectors and the weight files the package ships for them
+SHIPPED_DETECTORS = {"dfwnet": "dfwnet-v1.safetensors", "dfwmeso": "dfwmeso-v1.safetensors"}
+SHIPPED_FILES = sorted(SHIPPED_DETECTORS.values())
 
 
 def test_dev_split_holds_out_whole_sources_and_generators(dev_dir: Path) -> None:
@@ -75,13 +77,14 @@ def test_strong_augmentation_hides_compression_and_borders() -> None:
     assert any(repeated_rows + repeated_cols)
 
 
-def test_shipped_weights_are_in_the_package_and_match_the_manifest(tmp_path: Path) -> None:
-    entry = MANIFEST[SHIPPED]
-    shipped = PACKAGED_DIR / SHIPPED
-    assert shipped.is_file() and sha256_file(shipped) == entry.sha256 and shipped.stat().st_size == entry.size
+@pytest.mark.parametrize("shipped", SHIPPED_FILES)
+def test_shipped_weights_are_in_the_package_and_match_the_manifest(tmp_path: Path, shipped: str) -> None:
+    entry = MANIFEST[shipped]
+    path = PACKAGED_DIR / shipped
+    assert path.is_file() and sha256_file(path) == entry.sha256 and path.stat().st_size == entry.size
     assert entry.size is not None and entry.size < 5 * 1024**2
     store = ModelStore(tmp_path / "empty-cache", allow_fetch=False)  # nothing cached: the package serves it
-    assert store.path(SHIPPED) == shipped and store.status(SHIPPED).verified
+    assert store.path(shipped) == path and store.status(shipped).verified
 
 
 @pytest.fixture
@@ -97,23 +100,28 @@ def heldout_sample(dev_dir: Path) -> tuple[list[Path], list[Path]]:
     return fakes, reals
 
 
+@pytest.mark.parametrize(("detector", "shipped"), SHIPPED_DETECTORS.items())
 def test_shipped_weights_score_heldout_fakes_above_heldout_reals(
-    worker_env: None, torch_one_thread: None, heldout_sample: tuple[list[Path], list[Path]]
+    worker_env: None,
+    torch_one_thread: None,
+    heldout_sample: tuple[list[Path], list[Path]],
+    detector: str,
+    shipped: str,
 ) -> None:
     from worker.pipeline import Pipeline
 
     fakes, reals = heldout_sample
     assert len(fakes) >= 20 and len(reals) >= 20
-    pipeline = Pipeline(WorkerSettings(detectors=["dfwnet"]))
+    pipeline = Pipeline(WorkerSettings(detectors=[detector]))
     pipeline.load()
 
     def scores(paths: list[Path]) -> list[float]:
         verdicts = [pipeline.analyze(p).verdict for p in paths]
-        return [v.detectors["dfwnet"] for v in verdicts if v.score is not None]
+        return [v.detectors[detector] for v in verdicts if v.score is not None]
 
     fake_scores, real_scores = scores(fakes), scores(reals)
     assert np.mean(fake_scores) > np.mean(real_scores) + 0.1
-    assert pipeline.detectors[0].lineage().weights == {SHIPPED: MANIFEST[SHIPPED].sha256}
+    assert pipeline.detectors[0].lineage().weights == {shipped: MANIFEST[shipped].sha256}
 
 
 def test_dfw_train_dfwnet_from_scratch_is_reproducible(

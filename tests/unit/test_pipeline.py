@@ -34,9 +34,9 @@ def test_two_people_in_a_photo_are_two_tracks(pipeline: Pipeline, dev_dir: Path)
     assert analysis.info.kind == "image" and (analysis.info.width, analysis.info.height) == (2280, 1588)
     assert verdict.coverage.faces == 2 and verdict.coverage.tracks == 2
     assert verdict.label in {"fake", "real", "uncertain"} and 0.0 <= verdict.score <= 1.0
-    # the default detector (the project's dfwnet) scores each face; the verdict is the highest track
-    assert pipeline.settings.detectors == ["dfwnet"]
-    assert len(analysis.scores) == 2 and {s.detector for s in analysis.scores} == {"dfwnet"}
+    # the default detector (the project's dfwmeso) scores each face; the verdict is the highest track
+    assert pipeline.settings.detectors == ["dfwmeso"]
+    assert len(analysis.scores) == 2 and {s.detector for s in analysis.scores} == {"dfwmeso"}
     assert verdict.score == pytest.approx(max(s.score for s in analysis.scores))
 
 
@@ -47,7 +47,7 @@ def test_video_samples_frames_and_tracks_one_face(pipeline: Pipeline, dev_dir: P
     assert coverage.frames_requested == 16 and coverage.frames_decoded == 16
     assert [f.index for f in analysis.frames] == sorted({f.index for f in analysis.frames})
     assert coverage.faces == 16 and coverage.tracks == 1
-    assert {"probe", "decode", "faces", "detector:dfwnet", "aggregate"} <= set(analysis.timings)
+    assert {"probe", "decode", "faces", "detector:dfwmeso", "aggregate"} <= set(analysis.timings)
 
 
 def test_no_face_is_no_face(pipeline: Pipeline, tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def test_json_lines_contract(inputs: Path, models_dir: Path) -> None:
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     by_name = {Path(line["path"]).name: line for line in lines}
     assert set(by_name) == {"photo.jpg", "clip.mp4", "empty.png", "notes.mp4", "missing.jpg"}
-    shipped_threshold = read_calibration(PACKAGED_DIR)["dfwnet"]["threshold"]
+    shipped_threshold = read_calibration(PACKAGED_DIR)["dfwmeso"]["threshold"]
     assert shipped_threshold != 0.5
     for name in ("photo.jpg", "clip.mp4"):
         line = by_name[name]
@@ -49,7 +49,7 @@ def test_json_lines_contract(inputs: Path, models_dir: Path) -> None:
         assert set(line["coverage"]) == {"frames", "faces", "tracks"}
         assert line["label"] in {"fake", "real", "uncertain"} and 0 <= line["score"] <= 1
         # the default set, at the threshold calibrated for it and shipped with the project's weights
-        assert set(line["detectors"]) == {"dfwnet"} and line["threshold"] == shipped_threshold
+        assert set(line["detectors"]) == {"dfwmeso"} and line["threshold"] == shipped_threshold
     assert by_name["clip.mp4"]["media"]["type"] == "video" and by_name["clip.mp4"]["coverage"]["frames"] == 4
     assert by_name["photo.jpg"]["media"] == {
         "type": "image",
@@ -67,7 +67,7 @@ def test_json_lines_contract(inputs: Path, models_dir: Path) -> None:
 def test_table_output(inputs: Path, models_dir: Path) -> None:
     done = run_dfw("scan", str(inputs / "photo.jpg"), str(inputs / "notes.mp4"), models=models_dir)
     assert done.returncode == 0, done.stderr
-    assert "photo.jpg" in done.stdout and "not_media" in done.stdout and "dfwnet=" in done.stdout
+    assert "photo.jpg" in done.stdout and "not_media" in done.stdout and "dfwmeso=" in done.stdout
 
 
 def test_usage_errors_exit_2(inputs: Path, models_dir: Path) -> None:

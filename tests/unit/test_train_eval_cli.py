@@ -141,7 +141,7 @@ def test_eval_reports_and_calibrates(tmp_path: Path, model_dir: Path, dev_dir: P
         "gone",
     }
     calibration = json.loads((model_dir / "calibration.json").read_text())
-    entry = calibration["dfwnet"]  # the default detector set
+    entry = calibration["dfwmeso"]  # the default detector set
     threshold = entry["threshold"]
     assert threshold == report["threshold"] and entry["n_real"] == 3
     assert entry["detectors"] == report["detectors"]  # the versions it was measured with

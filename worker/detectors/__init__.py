@@ -12,6 +12,7 @@ from worker.models import ModelStore
 # registry key -> module under worker.detectors that defines it (import-light: no torch at import time)
 DETECTOR_MODULES: dict[str, str] = {
     "dfwnet": "worker.detectors.dfwnet",
+    "dfwmeso": "worker.detectors.dfwmeso",
     "meso4": "worker.detectors.meso4",
     "clip_linear": "worker.detectors.clip_linear",
     "clip_prompt": "worker.detectors.clip_prompt",
