@@ -15,22 +15,16 @@ found by the model store like any cached file (sha256 in its manifest).
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from worker.detectors.base import TrainableDetector
 from worker.detectors.meso4 import CPU_MAX_BATCH, build_network, convert_state_dict, read_keras_layers
-from worker.errors import ModelUnavailable
-from worker.models import ModelStore
+from worker.detectors.whole_network import WholeNetworkDetector
 
 if TYPE_CHECKING:
     import torch
-
-logger = logging.getLogger(__name__)
 
 
 class DfwmesoConfig(BaseModel):
@@ -43,13 +37,11 @@ class DfwmesoConfig(BaseModel):
     )
 
 
-class DfwmesoDetector(TrainableDetector):
+class DfwmesoDetector(WholeNetworkDetector):
     name = "dfwmeso"
     looks_at = "face"
     input_size = 256
     code_version = "1"
-    adapter_field = "weights"
-    adapter_suffix = ".safetensors"
     # The recipe of the shipped weights (README); `dfw train dfwmeso` uses it unless told otherwise.
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 6,
@@ -63,48 +55,21 @@ class DfwmesoDetector(TrainableDetector):
         "frames_per_video": 64,
     }
 
-    def __init__(self, config: BaseModel, store: ModelStore, device: str = "cpu") -> None:
-        super().__init__(config, store, device)
-        self._network: torch.nn.Sequential | None = None
-
     @property
     def dfwmeso_config(self) -> DfwmesoConfig:
         if not isinstance(self.config, DfwmesoConfig):
             raise TypeError(f"dfwmeso needs a DfwmesoConfig, got {type(self.config).__name__}")
         return self.config
 
-    @property
-    def network(self) -> torch.nn.Sequential:
-        if self._network is None:
-            raise RuntimeError("dfwmeso network not built")
-        return self._network
+    def weights_name(self) -> str:
+        return self.dfwmeso_config.weights
 
-    def weight_names(self) -> list[str]:
-        return [self.dfwmeso_config.weights]
+    def build_network(self) -> torch.nn.Sequential:
+        return build_network()
 
-    def _load(self) -> None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        path = self.store.resolve(self.dfwmeso_config.weights)  # raises ModelUnavailable
-        try:
-            state = load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelUnavailable(self.dfwmeso_config.weights, f"not a dfwmeso weight file: {exc}") from exc
-        network = build_network()
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelUnavailable(self.dfwmeso_config.weights, f"weights do not fit Meso4: {exc}") from exc
-        self._use(network)
-        logger.info("dfwmeso loaded %s on %s", path.name, self.device)
-
-    def _use(self, network: torch.nn.Sequential) -> None:
-        self._network = network.eval().to(self.device)
+    def use_network(self, network: torch.nn.Sequential) -> None:
+        super().use_network(network)
         self.max_batch = CPU_MAX_BATCH if self.device == "cpu" else None
-
-    def _load_backbone(self) -> None:
-        """No frozen part: fine-tuning changes every layer."""
 
     def init_adapter(self, seed: int) -> None:
         """The starting point of fine-tuning: the public Meso4 weights, exactly as meso4 loads them."""
@@ -116,13 +81,7 @@ class DfwmesoDetector(TrainableDetector):
             torch.manual_seed(seed)
             network = build_network()
         network.load_state_dict({key: torch.from_numpy(np.ascontiguousarray(v)) for key, v in state.items()})
-        self._use(network)
-
-    def adapter_parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.network.parameters())
-
-    def set_training(self, training: bool) -> None:
-        self.network.train(training)
+        self.use_network(network)
 
     def preprocess(self, batch: np.ndarray) -> torch.Tensor:
         import torch
@@ -134,13 +93,6 @@ class DfwmesoDetector(TrainableDetector):
         # the graph ends in sigmoid(P(real) log-odds): drop it and negate for the fake log-odds
         real_logits: torch.Tensor = self.network[:-1](inputs).reshape(-1)
         return -real_logits
-
-    def save_adapter(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {key: value.detach().cpu().contiguous() for key, value in self.network.state_dict().items()}
-        # one metadata entry: safetensors orders several at random, and a fixed seed must give the same bytes
-        save_file(state, str(path), metadata={"format": f"{self.name}/{self.code_version}"})
 
 
 DETECTOR = DfwmesoDetector

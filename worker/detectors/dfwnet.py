@@ -22,22 +22,17 @@ calibrated threshold). README, "The default detector", has the measurements.
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from worker.detectors.base import TrainableDetector
-from worker.errors import ModelUnavailable
-from worker.models import ModelStore
+from worker.detectors.whole_network import WholeNetworkDetector
 
 if TYPE_CHECKING:
     import torch
 
-logger = logging.getLogger(__name__)
 
 INPUT_SIZE = 120  # the face crop the pipeline makes (side = face box x crop margin, 1.3 by default)
 VIEW = 96  # the centred square the network sees: about the face box itself
@@ -80,13 +75,11 @@ def build_network() -> torch.nn.Sequential:
     return nn.Sequential(layers)
 
 
-class DfwnetDetector(TrainableDetector):
+class DfwnetDetector(WholeNetworkDetector):
     name = "dfwnet"
     looks_at = "face"
     input_size = INPUT_SIZE
     code_version = "1"
-    adapter_field = "weights"
-    adapter_suffix = ".safetensors"
     # What `dfw train dfwnet` uses unless told otherwise: the recipe of the shipped weights (README).
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 20,
@@ -100,57 +93,24 @@ class DfwnetDetector(TrainableDetector):
         "frames_per_video": 64,  # training videos only: more face-swap frames (the service samples 16)
     }
 
-    def __init__(self, config: BaseModel, store: ModelStore, device: str = "cpu") -> None:
-        super().__init__(config, store, device)
-        self._network: torch.nn.Sequential | None = None
-
     @property
     def dfwnet_config(self) -> DfwnetConfig:
         if not isinstance(self.config, DfwnetConfig):
             raise TypeError(f"dfwnet needs a DfwnetConfig, got {type(self.config).__name__}")
         return self.config
 
-    @property
-    def network(self) -> torch.nn.Sequential:
-        if self._network is None:
-            raise RuntimeError("dfwnet network not built")
-        return self._network
+    def weights_name(self) -> str:
+        return self.dfwnet_config.weights
 
-    def weight_names(self) -> list[str]:
-        return [self.dfwnet_config.weights]
-
-    def _load(self) -> None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        path = self.store.resolve(self.dfwnet_config.weights)  # raises ModelUnavailable
-        try:
-            state = load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ModelUnavailable(self.dfwnet_config.weights, f"not a dfwnet weight file: {exc}") from exc
-        network = build_network()
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelUnavailable(self.dfwnet_config.weights, f"weights do not fit dfwnet: {exc}") from exc
-        self._network = network.eval().to(self.device)
-        logger.info("dfwnet loaded %s on %s", path.name, self.device)
-
-    def _load_backbone(self) -> None:
-        """No frozen part: the whole network is what training changes."""
+    def build_network(self) -> torch.nn.Sequential:
+        return build_network()
 
     def init_adapter(self, seed: int) -> None:
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self._network = build_network().to(self.device)
-
-    def adapter_parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.network.parameters())
-
-    def set_training(self, training: bool) -> None:
-        self.network.train(training)
+            self.use_network(build_network())
 
     def preprocess(self, batch: np.ndarray) -> torch.Tensor:
         import torch
@@ -163,14 +123,6 @@ class DfwnetDetector(TrainableDetector):
     def fake_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.network(inputs).reshape(-1)
         return logits
-
-    def save_adapter(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = {key: value.detach().cpu().contiguous() for key, value in self.network.state_dict().items()}
-        # one metadata entry only: safetensors writes several in a random order (measured: the same tensors
-        # gave two different files), and a fixed seed must reproduce the file byte for byte
-        save_file(state, str(path), metadata={"format": f"{self.name}/{self.code_version}"})
 
 
 DETECTOR = DfwnetDetector
