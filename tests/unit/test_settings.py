@@ -37,6 +37,8 @@ def test_analysis_settings_change_with_what_changes_numbers() -> None:
     base = WorkerSettings().analysis_settings()
     assert WorkerSettings(device="cpu").analysis_settings() == base
     assert WorkerSettings(sampling={"frames_per_video": 4}).analysis_settings() != base
-    assert WorkerSettings(dfwnet={"weights": "mine.safetensors"}).analysis_settings() != base
+    assert WorkerSettings(dfwmeso={"weights": "mine.safetensors"}).analysis_settings() != base
+    # a detector that is not configured does not change the numbers
+    assert WorkerSettings(dfwnet={"weights": "mine.safetensors"}).analysis_settings() == base
     meso4 = WorkerSettings(detectors=["meso4"]).analysis_settings()
     assert WorkerSettings(detectors=["meso4"], meso4={"weights": "Meso4_F2F.h5"}).analysis_settings() != meso4
