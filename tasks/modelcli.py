@@ -80,7 +80,8 @@ def list_models(out: Console, as_json: bool) -> None:
     for column in ("name", "status", "used by", "size", "sha256", "license"):
         table.add_column(column)
     for row in rows:
-        status = "[green]ok[/green]" if row["verified"] else f"[red]{row['detail']}[/red]"
+        colour = "green" if row["verified"] else "red"  # detail: ok, ok (shipped), or what is wrong
+        status = f"[{colour}]{row['detail']}[/{colour}]"
         table.add_row(
             row["name"],
             status,

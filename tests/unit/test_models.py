@@ -87,3 +87,15 @@ def test_manifest_entries_are_well_formed() -> None:
         assert name == entry.name and len(entry.sha256) == 64
         assert entry.sources or (PACKAGED_DIR / name).is_file(), name
         assert entry.size is None or entry.size > 0
+
+
+def test_models_list_table_says_where_a_file_comes_from(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    env = {"DFW_MODEL_DIR": str(tmp_path / "empty"), "DFW_MODEL_FETCH": "false"}
+    done = run_cli("models", "list", env=env)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") > 3}
+    for shipped in ("dfwmeso-v1.safetensors", "dfwnet-v1.safetensors"):
+        assert "ok (shipped)" in rows[shipped]
+    assert "not in cache" in rows["Meso4_DF.h5"]
