@@ -6,7 +6,7 @@ generated faces well but face swaps near chance: the dev set holds too few face-
 from. dfwmeso keeps Meso4's face-swap prior and adds what the dev set teaches: `dfw train dfwmeso` starts
 from the public `Meso4_DF.h5` (Apache-2.0) and fine-tunes every layer with dfwnet's recipe (self-blended
 pseudo-fakes, strong augmentation on both classes, SDXL faces and the FF++ training videos of split dev-v1).
-The README's "The default detector" has what it measured on held-out sources.
+The README's "The project's own detectors" has what it measured on held-out sources.
 
 Same graph, input (256 x 256 face crop in [0, 1]) and output convention as Meso4: the network's sigmoid is
 P(real), the detector reports 1 - P(real). Weights are a safetensors file (no pickle) in the package,
