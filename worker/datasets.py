@@ -83,7 +83,7 @@ def fraction_of(example: Example) -> float:
 
 
 def dev_v1(example: Example) -> Part:
-    """The dev set's split for the project's own detector (README, "Training the default detector").
+    """The dev set's split for the project's own detectors (README, "The project's own detectors").
 
     Whole sources are held out: in-the-wild videos and FF++ Deepfakes crops (CNNDetection's) are never
     trained on. Text-to-image faces are split by generator: SDXL trains, FLUX.1 and DALL-E 3 are held out

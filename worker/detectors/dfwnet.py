@@ -17,7 +17,7 @@ border = real" (it did, in a first run on full crops). Training also simulates s
 The input is small so that nearly every source's faces are downscaled and resolution says less about the
 source; it did not remove the "sharp studio portrait = generated" shortcut on its own (held-out press photos
 called fake at 0.5: 63 % at 128 px, 65 % at 96 px; 51 % once half of them trained; 11 % at the shipped
-calibrated threshold). README, "The default detector", has the measurements.
+calibrated threshold). README, "The project's own detectors", has the measurements.
 """
 
 from __future__ import annotations
