@@ -1,6 +1,7 @@
 """dfwmeso: Meso4 fine-tuned from the public weights. Fine-tuning starts exactly at meso4, `dfw train
-dfwmeso` is reproducible, moves the weights away from the start, and says so when the start is missing.
-(The shipped file's sha256 and held-out ranking are tested with dfwnet's in test_dfwnet.py.)"""
+dfwmeso` is reproducible, moves the weights away from the start, and says so when the start is missing;
+wrong weight files are refused with the reason. (The shipped file's sha256 and held-out ranking are tested
+with dfwnet's in test_dfwnet.py.)"""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import run_cli
 from worker.detectors.dfwmeso import DfwmesoConfig, DfwmesoDetector
 from worker.detectors.meso4 import Meso4Config, Meso4Detector
-from worker.models import ModelStore
+from worker.errors import ModelUnavailable
+from worker.models import PACKAGED_DIR, ModelStore
 
 REAL_FACES = ("real/ffpp_cnndetection/deepfake_102_real.png", "real/utkface/utk_10_0_0_20170110220403810.jpg")
 
@@ -82,3 +85,17 @@ def test_dfw_train_dfwmeso_fine_tunes_reproducibly(tmp_path: Path, models_dir: P
     tuned_score = json.loads(tuned.stdout)["detectors"]["dfwmeso"]
     assert 0.0 <= tuned_score <= 1.0
     assert tuned_score != json.loads(public.stdout)["detectors"]["meso4"]  # training changed the network
+
+
+def test_wrong_weight_files_are_refused_with_the_reason(tmp_path: Path, models_dir: Path) -> None:
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a tensor file")
+    store = ModelStore(models_dir, allow_fetch=False)
+    cases = {
+        str(garbage): "not a dfwmeso weight file",
+        str(PACKAGED_DIR / "dfwnet-v1.safetensors"): "weights do not fit dfwmeso",  # another network's
+    }
+    for weights, reason in cases.items():
+        detector = DfwmesoDetector(DfwmesoConfig(weights=weights), store)
+        with pytest.raises(ModelUnavailable, match=reason):
+            detector.load()
